@@ -1,0 +1,152 @@
+"""The `streamchar` command. Heavy imports (torch, diffusers, transformers) happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from streamchar.errors import StreamCharError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local paths only
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+NO_MODEL = ("no trained model is bundled yet: pass --checkpoint DIR for a trained one, "
+            "or --random-init to stream with random weights")
+
+
+def _positive(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise StreamCharError(f"--max-seconds must be a number, got {value!r}") from None
+    if not x > 0 or x != x or x == float("inf"):
+        raise StreamCharError(f"--max-seconds must be > 0, got {value}")
+    return x
+
+
+def _parent_exists(path: str, option: str) -> Path:
+    p = Path(path)
+    if p.exists() and p.is_dir():
+        raise StreamCharError(f"{option} {path} is a folder; give a file name")
+    if not p.parent.is_dir():
+        raise StreamCharError(f"{option}: folder {p.parent} does not exist")
+    return p
+
+
+def cmd_generate(args) -> int:
+    if not args.text or not args.text.strip():
+        raise StreamCharError("--text is empty: give some text to speak")
+    max_seconds = _positive(args.max_seconds) if args.max_seconds is not None else None
+    out = _parent_exists(args.out, "--out")
+    timings = _parent_exists(args.timings, "--timings") if args.timings else None
+    if args.checkpoint is None and not args.random_init:
+        raise StreamCharError(NO_MODEL)
+
+    import torch
+
+    from streamchar.config import preset
+    from streamchar.pipeline import StreamChar
+    from streamchar.streaming.generate import stream_to_file, write_json
+    from streamchar.streaming.media import load_audio, load_image
+    from streamchar.streaming.session import StreamSession
+
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = preset(args.preset)
+    ref_image = load_image(args.ref_image, cfg.video.height, cfg.video.width)  # validate inputs before building
+    ref_audio = (load_audio(args.ref_audio, cfg.audio.sample_rate, cfg.audio.channels, cfg.stream.history_seconds)
+                 if args.ref_audio else None)
+    if args.checkpoint is not None:
+        model = StreamChar.from_pretrained(args.checkpoint, device=device)
+        if model.cfg.preset != cfg.preset or (model.cfg.video.height, model.cfg.video.width) != ref_image.shape[:2]:
+            cfg = model.cfg
+            ref_image = load_image(args.ref_image, cfg.video.height, cfg.video.width)
+            ref_audio = (load_audio(args.ref_audio, cfg.audio.sample_rate, cfg.audio.channels,
+                                    cfg.stream.history_seconds) if args.ref_audio else None)
+    else:
+        print(f"streamchar: {NO_MODEL.split(':')[0]}; streaming with RANDOM weights (--random-init, preset "
+              f"{args.preset}): the output is noise, not a character", file=sys.stderr)
+        model = StreamChar.from_config(cfg, seed=args.seed).to(device)
+    if device.type == "cuda":
+        model = model.to(torch.bfloat16)
+    session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,
+                            seed=args.seed, max_seconds=max_seconds, sampler=args.sampler)
+    report = stream_to_file(session, out, progress=not args.quiet)
+    report.update(device=str(device), preset=cfg.preset, sampler=args.sampler, random_init=args.checkpoint is None)
+    if timings is not None:
+        write_json(report, timings)
+    print(f"streamchar: wrote {out} ({report['chunks']} chunks, {report['seconds']:.3f} s, "
+          f"real-time factor {report['rtf']:.2f} on {device})", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from streamchar.config import preset
+    from streamchar.pipeline import parameter_counts
+
+    cfg = preset(args.preset)
+    counts = parameter_counts(cfg)
+    info = {
+        "preset": cfg.preset,
+        "parameters": counts,
+        "chunk": {"frames": cfg.stream.frames_per_chunk, "seconds": cfg.chunk_seconds,
+                  "video_latent_frames": cfg.video_latent_frames, "audio_latent_frames": cfg.audio_latent_frames,
+                  "video_tokens": cfg.video_latent_frames * (cfg.latent_size[0] // cfg.dit.patch_size[1])
+                  * (cfg.latent_size[1] // cfg.dit.patch_size[2]),
+                  "audio_rope_scale": cfg.audio_rope_scale, "history_chunks": cfg.history_chunks},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"preset {cfg.preset}: {cfg.video.width}x{cfg.video.height} @ {cfg.video.fps} fps, "
+              f"chunk {cfg.stream.frames_per_chunk} frames = {cfg.chunk_seconds} s")
+        for name, n in counts.items():
+            print(f"  {name:28s} {n:>16,d}  ({n / 1e9:.3f} B)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="stream a character speaking TEXT into an MP4 file")
+    g.add_argument("--text", required=True, help="the transcript to speak")
+    g.add_argument("--ref-image", required=True, help="reference image of the character")
+    g.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC), written atomically")
+    g.add_argument("--ref-audio", help="reference voice (any audio file ffmpeg reads)")
+    g.add_argument("--prompt", default="a person talking to the camera", help="visual prompt for the DiT")
+    g.add_argument("--checkpoint", help="a trained model folder (see StreamChar.save_pretrained)")
+    g.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
+    g.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
+    g.add_argument("--max-seconds", default=None, help="stop after this much video (default: the config's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--sampler", default="student", choices=["student", "teacher"],
+                   help="4-step student (default) or the 50-step Euler teacher")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--timings", help="write per-chunk timings to this JSON file")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("info", help="parameter counts of a preset (built on the meta device)")
+    i.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StreamCharError as e:
+        print(f"streamchar: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("streamchar: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Configs: one dataclass per component, two presets (`tiny` for CPU, `paper` for Wan2.2-5B + Qwen2.5-3B).
+
+Every config is validated when built (`StreamCharConfig.validate()`), and a bad value raises a
+`StreamCharError` that names the field, e.g. `config field dit.num_heads: ...`. YAML in and out.
+The chunk contract (33 frames <-> 9 video latents <-> 33 audio latents) is derived from the codec
+fields here, never written in twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from streamchar.errors import StreamCharError
+
+
+@dataclass
+class VideoCodecConfig:
+    path: str | None = None  # local diffusers AutoencoderKLWan folder; None builds a random tiny VAE
+    fps: int = 24
+    height: int = 64
+    width: int = 64
+    latent_channels: int = 16
+    temporal_factor: int = 4  # 4x temporal, first frame alone: 33 frames <-> 9 latent frames
+    spatial_factor: int = 8
+    base_dim: int = 8  # width of the random tiny VAE (ignored when `path` is set)
+
+
+@dataclass
+class AudioCodecConfig:
+    path: str | None = None  # local diffusers AutoencoderOobleck folder; None builds a random tiny codec
+    sample_rate: int = 24576
+    hop_length: int = 1024  # sample_rate / hop_length = 24 Hz latents
+    latent_channels: int = 8
+    channels: int = 1
+
+
+@dataclass
+class TextEncoderConfig:
+    path: str | None = None  # local UMT5/T5 encoder folder; None builds a random tiny T5 encoder
+    dim: int = 64
+    max_length: int = 64
+
+
+@dataclass
+class DiTConfig:
+    dim: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    ffn_dim: int = 384
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    freq_dim: int = 256
+    eps: float = 1e-6
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    audio_encoder_layers: int = 1  # the lightweight transformer fusing c_a with noisy audio latents
+    audio_decoder_layers: int = 1
+    rope_theta: float = 10000.0
+    # Condition-token positions (latent frames). Motion frames sit at -K..-1 (K = motion latent frames);
+    # the sink chunk and the reference frame sit further back, `cond_gap` empty positions apart, at
+    # positions that never depend on how long the stream has run (see models/rope.py).
+    cond_gap: int = 4
+
+
+@dataclass
+class OrchestratorConfig:
+    path: str | None = None  # local Qwen2/Qwen2.5 folder; None builds the LM from the fields below
+    tokenizer: str | None = None  # local tokenizer folder; None uses the project-built tiny BPE
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 256
+    vocab_size: int = 1024
+    max_position_embeddings: int = 4096
+    rope_theta: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+    freq_dim: int = 256  # sinusoidal width of the timestep embedding in E_cond
+
+
+@dataclass
+class PAPConfig:
+    dim: int = 64  # width of the pointer's cross-attention
+
+
+@dataclass
+class StreamConfig:
+    frames_per_chunk: int = 33
+    history_seconds: float = 15.0  # the orchestrator's history window (paper §5.1)
+    student_timesteps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])
+    teacher_steps: int = 50
+    shift: float = 5.0
+    max_seconds: float = 600.0
+
+
+@dataclass
+class StreamCharConfig:
+    preset: str = "tiny"
+    video: VideoCodecConfig = field(default_factory=VideoCodecConfig)
+    audio: AudioCodecConfig = field(default_factory=AudioCodecConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    pap: PAPConfig = field(default_factory=PAPConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+
+    # ---- the chunk contract, derived from the codecs -------------------------------------------
+    @property
+    def chunk_seconds(self) -> float:
+        return self.stream.frames_per_chunk / self.video.fps  # 33 / 24 = 1.375 s
+
+    @property
+    def video_latent_frames(self) -> int:
+        return 1 + (self.stream.frames_per_chunk - 1) // self.video.temporal_factor  # 9
+
+    @property
+    def video_latent_rate(self) -> float:
+        return self.video.fps / self.video.temporal_factor  # 6 latent frames / s
+
+    @property
+    def audio_latent_rate(self) -> float:
+        return self.audio.sample_rate / self.audio.hop_length  # 24 latent frames / s
+
+    @property
+    def audio_latent_frames(self) -> int:
+        return round(self.chunk_seconds * self.audio_latent_rate)  # 33
+
+    @property
+    def samples_per_chunk(self) -> int:
+        return self.audio_latent_frames * self.audio.hop_length
+
+    @property
+    def audio_rope_scale(self) -> float:
+        """Audio RoPE frequency scale: video latent rate / audio latent rate (6 / 24 = 1/4)."""
+        return self.video_latent_rate / self.audio_latent_rate
+
+    @property
+    def history_chunks(self) -> int:
+        """Whole chunks of generated audio the orchestrator keeps (<= history_seconds)."""
+        return int(self.stream.history_seconds // self.chunk_seconds)
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        return self.video.height // self.video.spatial_factor, self.video.width // self.video.spatial_factor
+
+    # ---- validation ------------------------------------------------------------------------------
+    def validate(self) -> "StreamCharConfig":
+        def bad(name: str, why: str):
+            raise StreamCharError(f"config field {name}: {why}")
+
+        for section in ("video", "audio", "text", "dit", "orchestrator", "pap", "stream"):
+            for f in dataclasses.fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                if isinstance(value, bool) or value is None or isinstance(value, str):
+                    continue
+                if isinstance(value, (int, float)) and not value > 0:
+                    bad(f"{section}.{f.name}", f"must be > 0, got {value}")
+        v, a, d, o, s = self.video, self.audio, self.dit, self.orchestrator, self.stream
+        if self.preset not in PRESETS:
+            bad("preset", f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
+        if (s.frames_per_chunk - 1) % v.temporal_factor:
+            bad("stream.frames_per_chunk", f"{s.frames_per_chunk} - 1 must be a multiple of "
+                f"video.temporal_factor ({v.temporal_factor}) (first frame alone, then groups)")
+        if v.height % (v.spatial_factor * d.patch_size[1]) or v.width % (v.spatial_factor * d.patch_size[2]):
+            bad("video.height/width", f"{v.height}x{v.width} must be divisible by spatial_factor x patch "
+                f"({v.spatial_factor} x {d.patch_size[1:]})")
+        if v.height % 2 or v.width % 2:
+            bad("video.height/width", f"{v.height}x{v.width} must be even for H.264 (yuv420p)")
+        n_audio = self.chunk_seconds * self.audio_latent_rate
+        if abs(n_audio - round(n_audio)) > 1e-9:
+            bad("audio.hop_length", f"a chunk ({self.chunk_seconds} s) must hold a whole number of audio "
+                f"latents; got {n_audio} at {self.audio_latent_rate} Hz")
+        if len(d.patch_size) != 3 or d.patch_size[0] != 1:
+            bad("dit.patch_size", f"must be (1, p, p) (no temporal patching), got {d.patch_size}")
+        if d.dim % d.num_heads:
+            bad("dit.num_heads", f"must divide dit.dim ({d.dim}), got {d.num_heads}")
+        head_dim = d.dim // d.num_heads
+        if head_dim % 2 or head_dim < 6:
+            bad("dit.num_heads", f"head dim {head_dim} cannot be split into even (t, h, w) RoPE parts")
+        if o.hidden_size % o.num_heads:
+            bad("orchestrator.num_heads", f"must divide orchestrator.hidden_size ({o.hidden_size}), got {o.num_heads}")
+        if o.num_heads % o.num_kv_heads:
+            bad("orchestrator.num_kv_heads", f"must divide orchestrator.num_heads ({o.num_heads}), got {o.num_kv_heads}")
+        if not s.student_timesteps or any(not 0 < t <= 1000 for t in s.student_timesteps):
+            bad("stream.student_timesteps", f"need 1..1000 values, got {s.student_timesteps}")
+        if list(s.student_timesteps) != sorted(s.student_timesteps, reverse=True):
+            bad("stream.student_timesteps", f"must be decreasing, got {s.student_timesteps}")
+        if self.history_chunks < 1:
+            bad("stream.history_seconds", f"{s.history_seconds} s holds no whole chunk of {self.chunk_seconds} s")
+        return self
+
+    # ---- YAML ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(_plain(self.to_dict()), sort_keys=False)
+        if path is not None:
+            path = Path(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StreamCharConfig":
+        return _build(cls, data, "").validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "StreamCharConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise StreamCharError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _build(cls, data: dict, prefix: str):
+    """Build dataclass `cls` from a mapping, checking names and types; errors name the field."""
+    if not isinstance(data, dict):
+        raise StreamCharError(f"config field {prefix.rstrip('.') or '<root>'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise StreamCharError(f"config field {prefix}{unknown[0]}: unknown key (known: {sorted(names)})")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, name: str):
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, name + ".")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, name)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise StreamCharError(f"config field {name}: expected a list, got {value!r}")
+        items = [_coerce(args[0], v, name) for v in value]
+        if origin is tuple:
+            if len(items) != len(args):
+                raise StreamCharError(f"config field {name}: expected {len(args)} values, got {value!r}")
+            return tuple(items)
+        return items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise StreamCharError(f"config field {name}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StreamCharError(f"config field {name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise StreamCharError(f"config field {name}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise StreamCharError(f"config field {name}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {name}")
+
+
+def tiny() -> StreamCharConfig:
+    """CPU scale: 64x64 video, a few-M-parameter DiT, a small Qwen2-architecture orchestrator."""
+    return StreamCharConfig(preset="tiny").validate()
+
+
+def paper() -> StreamCharConfig:
+    """The paper's scale (§5.1): Wan2.2-TI2V-5B DiT + audio experts, Qwen2.5-3B orchestrator, 512x512."""
+    return StreamCharConfig(
+        preset="paper",
+        video=VideoCodecConfig(height=512, width=512, latent_channels=48, spatial_factor=16),
+        audio=AudioCodecConfig(sample_rate=49152, hop_length=2048, latent_channels=64, channels=2),
+        text=TextEncoderConfig(dim=4096, max_length=512),  # UMT5-XXL
+        dit=DiTConfig(dim=3072, num_layers=30, num_heads=24, ffn_dim=14336, freq_dim=256,
+                      audio_encoder_layers=2, audio_decoder_layers=2),
+        orchestrator=OrchestratorConfig(hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2,
+                                        intermediate_size=11008, vocab_size=151936,
+                                        max_position_embeddings=32768, rope_theta=1_000_000.0),
+        pap=PAPConfig(dim=256),
+    ).validate()
+
+
+PRESETS = {"tiny": tiny, "paper": paper}
+
+
+def preset(name: str) -> StreamCharConfig:
+    if name not in PRESETS:
+        raise StreamCharError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,62 @@
+"""Samplers over a joint velocity field `f(x_v, x_a, t) -> (v_v, v_a)`, t a (B,) tensor in [0, 1].
+
+- `euler_sample`: the teacher's sampler, N Euler steps on the shifted schedule (Wan: 50 steps, shift 5).
+- `student_sample`: the few-step student (DMD, paper §4.2): at each timestep predict x0 = x_t - t v, then
+  re-noise it to the next timestep with fresh noise; the last step returns x0. Default timesteps
+  [1000, 750, 500, 250], warped by the same shift.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from streamchar.diffusion.flow import noisy, predict_x0, shift_sigma
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def euler_timesteps(steps: int, shift: float) -> list[float]:
+    """steps + 1 values from 1 to 0 on the shifted schedule."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return [float(shift_sigma(1 - i / steps, shift)) for i in range(steps + 1)]
+
+
+def student_timesteps(timesteps: list[int], shift: float, num_train_timesteps: int = 1000) -> list[float]:
+    """The student's timesteps (integers out of 1000) as shifted t in (0, 1]."""
+    return [float(shift_sigma(t / num_train_timesteps, shift)) for t in timesteps]
+
+
+def _full(x, t):
+    return torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)
+
+
+@torch.no_grad()
+def euler_sample(f: VelocityFn, x_v, x_a, steps: int = 50, shift: float = 5.0):
+    """Integrate dx/dt = v from t = 1 (the given noise) to t = 0."""
+    ts = euler_timesteps(steps, shift)
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        v_v, v_a = f(x_v, x_a, _full(x_v, t))
+        x_v = x_v + (t_next - t) * v_v.to(x_v.dtype)
+        x_a = x_a + (t_next - t) * v_a.to(x_a.dtype)
+    return x_v, x_a
+
+
+def student_sample(f: VelocityFn, x_v, x_a, timesteps: list[float], generator=None):
+    """Few-step sampling: x0 prediction, then re-noise to the next timestep. x_v, x_a are the t=1 noise.
+
+    Runs under the caller's grad mode (Stage II rollouts back-propagate through it).
+    """
+    for i, t in enumerate(timesteps):
+        tt = _full(x_v, t)
+        v_v, v_a = f(x_v, x_a, tt)
+        x0_v, x0_a = predict_x0(x_v, v_v.to(x_v.dtype), tt), predict_x0(x_a, v_a.to(x_a.dtype), tt)
+        if i == len(timesteps) - 1:
+            return x0_v, x0_a
+        t_next = _full(x_v, timesteps[i + 1])
+        eps_v = torch.randn(x_v.shape, generator=generator, device=x_v.device, dtype=x_v.dtype)
+        eps_a = torch.randn(x_a.shape, generator=generator, device=x_a.device, dtype=x_a.dtype)
+        x_v, x_a = noisy(x0_v, eps_v, t_next), noisy(x0_a, eps_a, t_next)
+    raise ValueError("student_sample needs at least one timestep")

@@ -1,0 +1,343 @@
+"""The joint audio-video DiT (paper §3.3) on the Wan2.2 block, with audio experts.
+
+One sequence per denoise step (Eq. 4):  s = [ z_ref, z_sink, z_mot | x_t^v | x_t^a ]
+                                            condition tokens (t=0)   noisy video   noisy audio
+
+- Video latents are patchified by a Conv3d (`patch_embedding`, Wan's name); noisy audio latents are fused
+  with the orchestrator's condition c_a by a lightweight transformer (`audio_encoder`).
+- Each block: shared self-attention over all tokens (modality RoPE), cross-attention to the prompt
+  embeddings, adaLN modulation from a per-token timestep, and a two-expert FFN: video tokens -> `ffn`
+  (Wan's FFN), audio tokens -> `audio_ffn` (a replica of it, paper §5.1).
+- Condition tokens use t = 0, and the asymmetric mask lets noisy tokens attend to everything while
+  condition tokens attend only to condition tokens. Condition tokens therefore never see the noise: their
+  keys and values are computed once per chunk (`encode_conditions`) and reused at every denoise step
+  (`forward`). `forward_full` is the same computation as one masked sequence, the reference for tests.
+- After the blocks, `head` gives the video velocity and `audio_decoder` + `audio_head` the audio velocity.
+
+Parameter names follow Wan's original release (blocks.N.self_attn.q, norm3, ffn.0, modulation, head.head,
+patch_embedding, text_embedding.0, time_embedding.0, time_projection.1) so Wan weights load by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from streamchar.config import DiTConfig
+from streamchar.models.rope import ModalityRoPE, apply_rope, condition_layout
+
+
+# ---- small parts ---------------------------------------------------------------------------------------
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 (as Wan does), returned in the input dtype."""
+
+    def forward(self, x):
+        return super().forward(x.float()).to(x.dtype)
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Wan's timestep embedding: t (...,) in [0, 1000] -> (..., dim) float32, [cos | sin]."""
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    args = t.to(torch.float64)[..., None] * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).float()
+
+
+def attention(q, k, v, mask=None):
+    """(B, H, Lq, D) x (B, H, Lk, D) -> (B, Lq, H*D). SDPA: flash / memory-efficient kernels on CUDA."""
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.transpose(1, 2).flatten(2)
+
+
+def feed_forward(dim: int, ffn_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def qkv(self, x, rope):
+        """x: (B, L, dim) -> q, k, v: (B, H, L, D), q and k rotated."""
+        heads = lambda y: y.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        q, k, v = heads(self.norm_q(self.q(x))), heads(self.norm_k(self.k(x))), heads(self.v(x))
+        return apply_rope(q, *rope), apply_rope(k, *rope), v
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def kv(self, context):
+        """Prompt keys and values, (B, H, L_txt, D): constant for a whole stream, so cached."""
+        heads = lambda y: y.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        return heads(self.norm_k(self.k(context))), heads(self.v(context))
+
+    def forward(self, x, kv):
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        return self.o(attention(q, *kv))
+
+
+# ---- the block -----------------------------------------------------------------------------------------
+
+class JointBlock(nn.Module):
+    """Wan2.2 block with shared self-attention over both modalities and a two-expert modality FFN."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.norm1 = LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps)
+        self.norm3 = LayerNorm(dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps)
+        self.norm2 = LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.ffn = feed_forward(dim, cfg.ffn_dim)  # video expert (Wan's FFN)
+        self.audio_ffn = feed_forward(dim, cfg.ffn_dim)  # audio expert (a replica of Wan's FFN)
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def modulate(self, e):
+        """e: (B, L|1, 6, dim) per-token timestep projection -> six (B, L|1, dim) float32 tensors."""
+        return (self.modulation.float().unsqueeze(0) + e.float()).unbind(2)
+
+    def attn_input(self, x, mods, rope):
+        shift, scale = mods[0], mods[1]
+        y = (self.norm1(x).float() * (1 + scale) + shift).to(x.dtype)
+        return self.self_attn.qkv(y, rope)
+
+    def finish(self, x, attn_out, mods, text_kv, num_video: int):
+        """Everything after the attention scores: output projection, cross-attention, modality FFN."""
+        x = x + (self.self_attn.o(attn_out).float() * mods[2]).to(x.dtype)
+        x = x + self.cross_attn(self.norm3(x), text_kv)
+        y = (self.norm2(x).float() * (1 + mods[4]) + mods[3]).to(x.dtype)
+        y = torch.cat([self.ffn(y[:, :num_video]), self.audio_ffn(y[:, num_video:])], dim=1)  # MoE routing
+        return x + (y.float() * mods[5]).to(x.dtype)
+
+    def forward(self, x, e, rope, text_kv, num_video: int, cond_kv=None, mask=None):
+        """x: (B, L, dim) tokens [video | audio]; cond_kv: cached condition (k, v) prepended to the keys."""
+        mods = self.modulate(e)
+        q, k, v = self.attn_input(x, mods, rope)
+        if cond_kv is not None:
+            k, v = torch.cat([cond_kv[0], k], dim=2), torch.cat([cond_kv[1], v], dim=2)
+        return self.finish(x, attention(q, k, v, mask), mods, text_kv, num_video), (k, v)
+
+
+class Head(nn.Module):
+    """Wan's output head: adaLN (shift, scale) from the time embedding, then a linear projection."""
+
+    def __init__(self, dim: int, out_dim: int, eps: float):
+        super().__init__()
+        self.norm = LayerNorm(dim, eps, elementwise_affine=False)
+        self.head = nn.Linear(dim, out_dim)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    def forward(self, x, e):
+        """x: (B, L, dim); e: (B, L|1, dim) time embedding."""
+        shift, scale = (self.modulation.float().unsqueeze(0) + e.float().unsqueeze(2)).unbind(2)
+        return self.head((self.norm(x).float() * (1 + scale) + shift).to(x.dtype))
+
+
+class AudioLayer(nn.Module):
+    """A plain pre-norm transformer layer over audio tokens (the audio encoder and decoder are stacks)."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, eps: float):
+        super().__init__()
+        self.norm1 = LayerNorm(dim, eps)
+        self.attn = SelfAttention(dim, num_heads, qk_norm=True, eps=eps)
+        self.norm2 = LayerNorm(dim, eps)
+        self.ffn = feed_forward(dim, ffn_dim)
+
+    def forward(self, x, rope):
+        q, k, v = self.attn.qkv(self.norm1(x), rope)
+        x = x + self.attn.o(attention(q, k, v))
+        return x + self.ffn(self.norm2(x))
+
+
+# ---- condition tokens and their cache ------------------------------------------------------------------
+
+@dataclass
+class CondFrames:
+    """A group of clean condition latents (reference, sink or motion) and its first temporal position."""
+
+    latents: torch.Tensor  # (B, C, T, h, w)
+    t0: int
+
+
+@dataclass
+class ConditionCache:
+    """What the noisy tokens need from the conditions, computed once per chunk."""
+
+    self_kv: list  # per block: (k, v) of the condition tokens, (B, H, L_cond, D), or None without conditions
+    text_kv: list  # per block: (k, v) of the prompt, (B, H, L_txt, D)
+
+
+# ---- the model -----------------------------------------------------------------------------------------
+
+class JointDiT(nn.Module):
+    def __init__(self, cfg: DiTConfig, video_channels: int, audio_channels: int, text_dim: int,
+                 audio_rope_scale: float, frames_per_chunk: int):
+        super().__init__()
+        self.cfg = cfg
+        self.video_channels, self.audio_channels = video_channels, audio_channels
+        self.frames_per_chunk = frames_per_chunk  # K: video latent frames of one chunk (and of motion)
+        dim, p = cfg.dim, tuple(cfg.patch_size)
+        self.layout = condition_layout(frames_per_chunk, cfg.cond_gap)
+        self.patch_embedding = nn.Conv3d(video_channels, dim, kernel_size=p, stride=p)
+        self.text_embedding = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.audio_embedding = nn.Linear(audio_channels, dim)
+        self.audio_encoder = nn.ModuleList(AudioLayer(dim, cfg.num_heads, cfg.ffn_dim, cfg.eps)
+                                           for _ in range(cfg.audio_encoder_layers))
+        self.blocks = nn.ModuleList(JointBlock(cfg) for _ in range(cfg.num_layers))
+        self.audio_decoder = nn.ModuleList(AudioLayer(dim, cfg.num_heads, cfg.ffn_dim, cfg.eps)
+                                           for _ in range(cfg.audio_decoder_layers))
+        self.head = Head(dim, video_channels * math.prod(p), cfg.eps)
+        self.audio_head = Head(dim, audio_channels, cfg.eps)
+        self.rope = ModalityRoPE(dim // cfg.num_heads, cfg.rope_theta, audio_rope_scale)
+
+    # -- embeddings --
+    def patchify(self, latents):
+        """(B, C, T, H, W) -> tokens (B, T*h*w, dim) and the token grid (T, h, w)."""
+        x = self.patch_embedding(latents)
+        return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
+
+    def unpatchify(self, tokens, grid):
+        """(B, T*h*w, C*pt*ph*pw) -> (B, C, T*pt, h*ph, w*pw)."""
+        (T, h, w), (pt, ph, pw) = grid, self.cfg.patch_size
+        x = tokens.unflatten(1, (T, h, w)).unflatten(-1, (pt, ph, pw, self.video_channels))
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, T, pt, h, ph, w, pw)
+        return x.reshape(x.shape[0], self.video_channels, T * pt, h * ph, w * pw)
+
+    def time_embed(self, t):
+        """t: (B,) or (B, L) in [0, 1] -> e (B, L|1, dim), e0 (B, L|1, 6, dim). Wan scales t to [0, 1000]."""
+        t = t if t.ndim == 2 else t[:, None]
+        e = self.time_embedding(sinusoidal_embedding(t * 1000.0, self.cfg.freq_dim).to(self.patch_embedding.weight.dtype))
+        return e, self.time_projection(e).unflatten(-1, (6, -1))
+
+    def embed_text(self, context):
+        """Prompt embeddings (B, L_txt, text_dim) -> per-block cross-attention (k, v)."""
+        ctx = self.text_embedding(context.to(self.patch_embedding.weight.dtype))
+        return [blk.cross_attn.kv(ctx) for blk in self.blocks]
+
+    def cond_tokens(self, conditions: list[CondFrames]):
+        """Condition latents -> tokens (B, L_cond, dim) and positions (L_cond, 3)."""
+        tokens, pos = [], []
+        for c in conditions:
+            x, (T, h, w) = self.patchify(c.latents)
+            t = torch.arange(T, device=x.device) + c.t0
+            tokens.append(x)
+            pos.append(self.rope.video_positions(t, h, w))
+        return torch.cat(tokens, 1), torch.cat(pos, 0)
+
+    def noisy_tokens(self, x_v, x_a, c_a):
+        """Noisy video (B, C, T, H, W) + noisy audio (B, T_a, C_a) fused with c_a (B, T_a, dim)."""
+        v_tokens, grid = self.patchify(x_v)
+        v_pos = self.rope.video_positions(torch.arange(grid[0], device=x_v.device), grid[1], grid[2])
+        a_pos = self.rope.audio_positions(x_a.shape[1], device=x_a.device)
+        a_rope = self.rope(a_pos)
+        a = self.audio_embedding(x_a.to(v_tokens.dtype)) + c_a.to(v_tokens.dtype)
+        for layer in self.audio_encoder:
+            a = layer(a, a_rope)
+        return torch.cat([v_tokens, a], 1), torch.cat([v_pos, a_pos], 0), grid, a_rope
+
+    def outputs(self, x, e, grid, num_video, a_rope):
+        """Final tokens -> video velocity (B, C, T, H, W) and audio velocity (B, T_a, C_a)."""
+        e_v, e_a = (e, e) if e.shape[1] == 1 else (e[:, :num_video], e[:, num_video:])
+        v = self.unpatchify(self.head(x[:, :num_video], e_v), grid)
+        a = x[:, num_video:]
+        for layer in self.audio_decoder:
+            a = layer(a, a_rope)
+        return v.float(), self.audio_head(a, e_a).float()
+
+    # -- the two passes --
+    def encode_conditions(self, conditions: list[CondFrames], context) -> ConditionCache:
+        """Run the condition tokens (t = 0) alone, once per chunk, and keep each block's keys and values.
+
+        Condition tokens attend only to condition tokens, so this is exactly what they compute inside the
+        full sequence. The last block's output is never needed, only its keys and values.
+        """
+        text_kv = self.embed_text(context)
+        if not conditions:
+            return ConditionCache(self_kv=[None] * len(self.blocks), text_kv=text_kv)
+        x, pos = self.cond_tokens(conditions)
+        rope = self.rope(pos)
+        _, e0 = self.time_embed(torch.zeros(x.shape[0], device=x.device))
+        self_kv = []
+        for i, blk in enumerate(self.blocks):
+            mods = blk.modulate(e0)
+            q, k, v = blk.attn_input(x, mods, rope)
+            self_kv.append((k, v))
+            if i < len(self.blocks) - 1:
+                x = blk.finish(x, attention(q, k, v), mods, text_kv[i], num_video=x.shape[1])
+        return ConditionCache(self_kv=self_kv, text_kv=text_kv)
+
+    def forward(self, x_v, x_a, c_a, t, cache: ConditionCache):
+        """One denoise step with cached conditions.
+
+        x_v: (B, C, T, H, W) noisy video latents; x_a: (B, T_a, C_a) noisy audio latents;
+        c_a: (B, T_a, dim) audio condition; t: (B,) or per-token (B, L_noisy) in [0, 1].
+        Returns velocities (v_video (B, C, T, H, W), v_audio (B, T_a, C_a)), float32.
+        """
+        x, pos, grid, a_rope = self.noisy_tokens(x_v, x_a, c_a)
+        num_video = grid[0] * grid[1] * grid[2]
+        rope = self.rope(pos)
+        e, e0 = self.time_embed(t)
+        for blk, kv, tkv in zip(self.blocks, cache.self_kv, cache.text_kv):
+            x, _ = blk(x, e0, rope, tkv, num_video, cond_kv=kv)
+        return self.outputs(x, e, grid, num_video, a_rope)
+
+    def forward_full(self, x_v, x_a, c_a, t, conditions: list[CondFrames], context):
+        """The same step as one sequence [cond | video | audio] with the asymmetric mask and no cache."""
+        x, pos, grid, a_rope = self.noisy_tokens(x_v, x_a, c_a)
+        num_video = grid[0] * grid[1] * grid[2]
+        B, L = x.shape[:2]
+        e, e0 = self.time_embed(t)
+        if e.shape[1] == 1:
+            e, e0 = e.expand(B, L, -1), e0.expand(B, L, -1, -1)
+        n_cond = 0
+        if conditions:
+            c, c_pos = self.cond_tokens(conditions)
+            n_cond = c.shape[1]
+            _, c_e0 = self.time_embed(torch.zeros(B, device=x.device))
+            x, pos = torch.cat([c, x], 1), torch.cat([c_pos, pos], 0)
+            e0 = torch.cat([c_e0.expand(B, n_cond, -1, -1), e0], 1)
+        # Asymmetric mask (True = may attend): condition rows see condition columns only.
+        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
+        mask[:n_cond, n_cond:] = False
+        rope, text_kv = self.rope(pos), self.embed_text(context)
+        for blk, tkv in zip(self.blocks, text_kv):
+            x, _ = blk(x, e0, rope, tkv, n_cond + num_video, mask=mask)
+        return self.outputs(x[:, n_cond:], e, grid, num_video, a_rope)
+
+    def condition_frames(self, reference, sink=None, motion=None) -> list[CondFrames]:
+        """Place the reference frame, the sink chunk and the motion frames on the timeline (see rope.py)."""
+        conds = [CondFrames(reference, self.layout["reference"])]
+        if sink is not None:
+            conds.append(CondFrames(sink, self.layout["sink"]))
+        if motion is not None:
+            conds.append(CondFrames(motion, self.layout["motion"]))
+        return conds

@@ -1,0 +1,55 @@
+"""Reading the user's reference media: an image (PIL) and a voice sample (PyAV, any format ffmpeg reads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from streamchar.errors import StreamCharError
+
+
+def load_image(path: str | Path, height: int, width: int) -> np.ndarray:
+    """-> (height, width, 3) uint8 RGB: scaled to cover, then centre-cropped."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise StreamCharError(f"reference image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise StreamCharError(f"cannot read reference image {path}: not an image file ({e.__class__.__name__})") from None
+    scale = max(height / im.height, width / im.width)
+    size = (max(width, round(im.width * scale)), max(height, round(im.height * scale)))
+    im = im.resize(size, Image.Resampling.BICUBIC)
+    left, top = (im.width - width) // 2, (im.height - height) // 2
+    return np.asarray(im.crop((left, top, left + width, top + height)), dtype=np.uint8).copy()
+
+
+def load_audio(path: str | Path, sample_rate: int, channels: int, max_seconds: float | None = None) -> np.ndarray:
+    """-> (channels, samples) float32 in [-1, 1] at `sample_rate`, resampled by PyAV."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise StreamCharError(f"reference audio not found: {path}")
+    layout = "mono" if channels == 1 else "stereo"
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+    parts = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise StreamCharError(f"cannot read reference audio {path}: it has no audio stream")
+            for frame in container.decode(audio=0):
+                parts += [f.to_ndarray() for f in resampler.resample(frame)]
+            parts += [f.to_ndarray() for f in resampler.resample(None)]
+    except av.error.FFmpegError as e:
+        raise StreamCharError(f"cannot read reference audio {path}: {e}") from None
+    if not parts:
+        raise StreamCharError(f"reference audio {path} holds no samples")
+    wave = np.concatenate(parts, axis=1).astype(np.float32)
+    if max_seconds is not None:
+        wave = wave[:, : int(max_seconds * sample_rate)]
+    return np.clip(wave, -1.0, 1.0)
