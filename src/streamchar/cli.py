@@ -44,6 +44,13 @@ def cmd_generate(args) -> int:
     timings = _parent_exists(args.timings, "--timings") if args.timings else None
     if args.checkpoint is None and not args.random_init:
         raise StreamCharError(NO_MODEL)
+    if args.checkpoint is not None and args.random_init:
+        raise StreamCharError("--checkpoint and --random-init exclude each other: choose one")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_dir():
+        raise StreamCharError(f"checkpoint folder not found: {args.checkpoint}")
+    for option, path in (("--ref-image", args.ref_image), ("--ref-audio", args.ref_audio)):
+        if path is not None and not Path(path).is_file():
+            raise StreamCharError(f"{option} not found: {path}")
 
     import torch
 

@@ -46,7 +46,7 @@ def load_audio(path: str | Path, sample_rate: int, channels: int, max_seconds: f
                 parts += [f.to_ndarray() for f in resampler.resample(frame)]
             parts += [f.to_ndarray() for f in resampler.resample(None)]
     except av.error.FFmpegError as e:
-        raise StreamCharError(f"cannot read reference audio {path}: {e}") from None
+        raise StreamCharError(f"cannot read reference audio {path}: {e.strerror or 'not an audio file'}") from None
     if not parts:
         raise StreamCharError(f"reference audio {path} holds no samples")
     wave = np.concatenate(parts, axis=1).astype(np.float32)

@@ -1,0 +1,99 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from streamchar.config import tiny
+from streamchar.errors import StreamCharError
+from streamchar.pipeline import StreamChar
+from streamchar.streaming.session import StreamSession
+
+IMG = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+TEXT = "the quick brown fox jumps over the lazy dog while the cat sleeps in the warm afternoon sun"
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = tiny()
+    cfg.stream = dataclasses.replace(cfg.stream, history_seconds=3.0, teacher_steps=4)  # 2 chunks of history
+    return StreamChar.from_config(cfg.validate(), seed=0)
+
+
+def test_state_across_chunks(model):
+    s = StreamSession(model, text=TEXT, ref_image=IMG, seed=0, max_seconds=100, stop_at_end=False)
+    offsets, sinks, chunks = [], [], []
+    for _ in range(5):
+        before_motion = s.state.motion
+        c = s.step()
+        chunks.append(c)
+        assert c.frames.shape == (33, 64, 64, 3) and c.frames.dtype == np.uint8
+        assert c.audio.shape == (1, 33 * 1024) and c.audio.dtype == np.float32
+        assert len(s.state.history) <= model.cfg.history_chunks == 2
+        assert s.state.motion is not before_motion and s.state.motion.shape == (1, 16, 9, 8, 8)
+        sinks.append(s.state.sink)
+        offsets.append(s.state.text_offset)
+        assert all(v >= 0 for v in dataclasses.asdict(c.timings).values())
+    assert all(x is sinks[0] for x in sinks)  # the sink is chunk 0, forever
+    # the text dropped with old history is what the pointer said those chunks spoke
+    assert offsets[:2] == [0, 0] and offsets == sorted(offsets)
+    assert s.state.text_offset == min(int(chunks[2].spoken), len(s.transcript) - 1)
+    assert [c.spoken for c in chunks] == sorted(c.spoken for c in chunks)  # progress never goes backwards
+    assert not np.array_equal(chunks[0].frames, chunks[1].frames)
+
+
+def test_motion_and_sink_enter_the_dit(model, monkeypatch):
+    seen = []
+    orig = model.dit.condition_frames
+    monkeypatch.setattr(model.dit, "condition_frames", lambda r, s=None, m=None: seen.append((s, m)) or orig(r, s, m))
+    s = StreamSession(model, text=TEXT, ref_image=IMG, seed=0, max_seconds=100, stop_at_end=False)
+    s.step()
+    first = s.state.motion
+    s.step()
+    s.step()
+    assert seen[0] == (None, None)  # chunk 0: the reference frame alone
+    assert seen[1][0] is first and seen[1][1] is first
+    assert seen[2][0] is first and seen[2][1] is not first
+
+
+def test_stops_at_the_end_of_the_transcript(model):
+    with torch.no_grad():
+        model.orchestrator.pap.offset.bias.fill_(1e4)  # the pointer says: everything is spoken
+    try:
+        s = StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=100)
+        assert len(list(s)) == 1 and s.state.spoken == len(s.transcript)
+    finally:
+        with torch.no_grad():
+            model.orchestrator.pap.offset.bias.zero_()
+
+
+def test_stops_at_max_seconds(model):
+    s = StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=3.0, stop_at_end=False)
+    assert len(list(s)) == 3 and s.seconds == 3 * 1.375  # whole chunks, the last one reaching past the limit
+
+
+def test_deterministic_by_seed(model):
+    a = StreamSession(model, text=TEXT, ref_image=IMG, seed=5, max_seconds=1).step()
+    b = StreamSession(model, text=TEXT, ref_image=IMG, seed=5, max_seconds=1).step()
+    c = StreamSession(model, text=TEXT, ref_image=IMG, seed=6, max_seconds=1).step()
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_reference_audio_and_teacher_sampler(model):
+    wav = (0.3 * np.sin(np.arange(24576) / 24576 * 2 * np.pi * 220)).astype(np.float32)[None]
+    s = StreamSession(model, text=TEXT, ref_image=IMG, ref_audio=wav, max_seconds=1, sampler="teacher")
+    assert s.ref_audio.shape == (1, 24, 8)
+    assert s.step().frames.shape == (33, 64, 64, 3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(text="   "), "empty"),
+    (dict(max_seconds=0), "max_seconds"),
+    (dict(ref_image=IMG[:32]), "reference image"),
+    (dict(sampler="euler"), "sampler"),
+])
+def test_bad_inputs(model, kwargs, match):
+    args = dict(text=TEXT, ref_image=IMG) | kwargs
+    with pytest.raises(StreamCharError, match=match):
+        StreamSession(model, **args)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from streamchar.config import tiny
+from streamchar.errors import StreamCharError
+from streamchar.pipeline import StreamChar, parameter_counts
+from streamchar.streaming.session import StreamSession
+
+
+@pytest.fixture(scope="module")
+def model():
+    return StreamChar.from_config(tiny(), seed=0)
+
+
+def first_chunk(model):
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    return StreamSession(model, text="hello world", ref_image=img, seed=3, max_seconds=1.0).step()
+
+
+def test_save_and_load_reproduce_the_outputs(model, tmp_path):
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.yaml", "model.safetensors", "tokenizer"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    back = StreamChar.from_pretrained(tmp_path / "ckpt")
+    a, b = first_chunk(model), first_chunk(back)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert back.tokenizer("hello world")["input_ids"] == model.tokenizer("hello world")["input_ids"]
+
+
+def test_bad_checkpoints(model, tmp_path):
+    with pytest.raises(StreamCharError, match="not found"):
+        StreamChar.from_pretrained(tmp_path / "nothing")
+    model.save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "tokenizer").rename(tmp_path / "tok")
+    with pytest.raises(StreamCharError, match="missing tokenizer"):
+        StreamChar.from_pretrained(tmp_path / "ckpt")
+    (tmp_path / "tok").rename(tmp_path / "ckpt" / "tokenizer")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    with pytest.raises(StreamCharError, match="model.safetensors"):
+        StreamChar.from_pretrained(tmp_path / "ckpt")
+
+
+def test_config_dims_disagreeing_with_weights(model, tmp_path):
+    model.save_pretrained(tmp_path / "ckpt")
+    cfg_path = tmp_path / "ckpt" / "config.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace("ffn_dim: 384", "ffn_dim: 256"))
+    with pytest.raises(StreamCharError, match="model.safetensors"):
+        StreamChar.from_pretrained(tmp_path / "ckpt")
+
+
+def test_parameter_counts_on_meta_device():
+    counts = parameter_counts(tiny())
+    real = StreamChar.from_config(tiny())
+    assert counts["dit"] == sum(p.numel() for p in real.dit.parameters())
+    assert counts["orchestrator"] + counts["pap"] == sum(p.numel() for p in real.orchestrator.parameters())
+    assert 1e6 < counts["dit"] < 1e7  # "a few M params"
