@@ -78,6 +78,8 @@ def cmd_generate(args) -> int:
         model = StreamChar.from_config(cfg, seed=args.seed).to(device)
     if device.type == "cuda":
         model = model.to(torch.bfloat16)
+    if args.compile:
+        model.dit.compile()  # the per-step noisy pass; recompiles once per distinct condition length
     session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,
                             seed=args.seed, max_seconds=max_seconds, sampler=args.sampler)
     report = stream_to_file(session, out, progress=not args.quiet)
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", default="student", choices=["student", "teacher"],
                    help="4-step student (default) or the 50-step Euler teacher")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--compile", action="store_true", help="torch.compile the DiT (slow first chunk)")
     g.add_argument("--timings", help="write per-chunk timings to this JSON file")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)

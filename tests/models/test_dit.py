@@ -147,3 +147,29 @@ def test_wan_parameter_names():
                 "blocks.0.norm3.weight", "blocks.0.ffn.0.weight", "blocks.0.ffn.2.weight", "blocks.0.modulation",
                 "blocks.0.audio_ffn.0.weight", "head.head.weight", "head.modulation"]:
         assert key in names, key
+
+
+def test_bf16_path_matches_fp32():
+    """The CUDA dtype (bf16 weights, fp32 norms, modulation and RoPE) runs on CPU too and stays close."""
+    dit, x = build(), inputs()
+    conds = dit.condition_frames(x["reference"], x["sink"], x["motion"])
+    with torch.no_grad():
+        v32, a32 = dit(x["x_v"], x["x_a"], x["c_a"], x["t"], dit.encode_conditions(conds, x["context"]))
+        dit = dit.to(torch.bfloat16)
+        bf = {k: v.to(torch.bfloat16) if k != "t" else v for k, v in x.items()}
+        conds = dit.condition_frames(bf["reference"], bf["sink"], bf["motion"])
+        v16, a16 = dit(bf["x_v"], bf["x_a"], bf["c_a"], bf["t"], dit.encode_conditions(conds, bf["context"]))
+    assert v16.dtype == torch.float32
+    assert (v16 - v32).norm() / v32.norm() < 0.05 and (a16 - a32).norm() / a32.norm() < 0.05
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    dit, x = build(), inputs()
+    conds = dit.condition_frames(x["reference"], x["sink"], x["motion"])
+    with torch.no_grad():
+        cache = dit.encode_conditions(conds, x["context"])
+        eager = dit(x["x_v"], x["x_a"], x["c_a"], x["t"], cache)
+        dit.compile()
+        compiled = dit(x["x_v"], x["x_a"], x["c_a"], x["t"], cache)
+    assert (eager[0] - compiled[0]).abs().max() < 1e-4 and (eager[1] - compiled[1]).abs().max() < 1e-4

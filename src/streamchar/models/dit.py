@@ -48,7 +48,9 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 (as Wan does), returned in the input dtype."""
 
     def forward(self, x):
-        return super().forward(x.float()).to(x.dtype)
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

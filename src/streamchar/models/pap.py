@@ -43,14 +43,14 @@ class ProgressAwarePointer(nn.Module):
         B, N = text.shape[:2]
         if N == 0:
             raise ValueError("the progress-aware pointer needs at least one transcript token")
-        ca, text = ca.float(), text.float()
-        scores = self.q(ca) @ self.k(text).transpose(1, 2) / self.dim**0.5  # (B, T, N)
+        ca, text = ca.to(self.q.weight.dtype), text.to(self.q.weight.dtype)
+        scores = (self.q(ca).float() @ self.k(text).float().transpose(1, 2)) / self.dim**0.5  # (B, T, N)
         if text_mask is not None:
             scores = scores.masked_fill(~text_mask[:, None, :], float("-inf"))
         alpha = scores.softmax(-1)
         index = torch.arange(1, N + 1, dtype=alpha.dtype, device=alpha.device)  # endpoint after token i
-        positions = alpha @ index + self.offset(ca).squeeze(-1)  # (B, T)
-        w = self.confidence(ca).squeeze(-1).softmax(-1)  # (B, T)
+        positions = alpha @ index + self.offset(ca).squeeze(-1).float()  # (B, T)
+        w = self.confidence(ca).squeeze(-1).float().softmax(-1)  # (B, T)
         raw = (w * positions).sum(-1)
         n = text_mask.sum(-1).to(raw.dtype) if text_mask is not None else torch.full_like(raw, N)
         return PointerOutput(endpoint=torch.minimum(raw.clamp(min=0.0), n), raw=raw, positions=positions)
