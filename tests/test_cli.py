@@ -170,6 +170,28 @@ def test_generate_bad_input_fails_in_one_line(tmp_path, ref_image, override, key
     assert list(out_dir.iterdir()) == []  # no output, no temp file
 
 
+@pytest.mark.slow
+def test_generate_from_a_checkpoint_folder(tmp_path, ref_image):
+    from streamchar.config import tiny
+    from streamchar.pipeline import StreamChar
+
+    StreamChar.from_config(tiny(), seed=4).save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "c.mp4"
+    proc = run_cli("generate", "--text", "hello from a checkpoint", "--ref-image", str(ref_image), "--out", str(out),
+                   "--checkpoint", str(tmp_path / "ckpt"), "--max-seconds", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "RANDOM" not in proc.stderr  # a checkpoint is not announced as random weights
+    assert probe_mp4(out)["video_frames"] == CHUNK_FRAMES
+    conflict = run_cli("generate", "--text", "x", "--ref-image", str(ref_image), "--out", str(tmp_path / "d.mp4"),
+                       "--checkpoint", str(tmp_path / "ckpt"), "--random-init")
+    assert_one_line_error(conflict, "exclude")
+    (tmp_path / "ckpt" / "config.yaml").unlink()
+    broken = run_cli("generate", "--text", "x", "--ref-image", str(ref_image), "--out", str(tmp_path / "e.mp4"),
+                     "--checkpoint", str(tmp_path / "ckpt"))
+    assert_one_line_error(broken, "config")
+    assert not (tmp_path / "d.mp4").exists() and not (tmp_path / "e.mp4").exists()
+
+
 # -- info ----------------------------------------------------------------------------------------
 
 

@@ -54,24 +54,19 @@ def cmd_generate(args) -> int:
 
     import torch
 
-    from streamchar.config import preset
+    from streamchar.config import StreamCharConfig, preset
     from streamchar.pipeline import StreamChar
     from streamchar.streaming.generate import stream_to_file, write_json
     from streamchar.streaming.media import load_audio, load_image
     from streamchar.streaming.session import StreamSession
 
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    cfg = preset(args.preset)
-    ref_image = load_image(args.ref_image, cfg.video.height, cfg.video.width)  # validate inputs before building
+    cfg = StreamCharConfig.from_yaml(Path(args.checkpoint) / "config.yaml") if args.checkpoint else preset(args.preset)
+    ref_image = load_image(args.ref_image, cfg.video.height, cfg.video.width)  # inputs first: fail before building
     ref_audio = (load_audio(args.ref_audio, cfg.audio.sample_rate, cfg.audio.channels, cfg.stream.history_seconds)
                  if args.ref_audio else None)
     if args.checkpoint is not None:
         model = StreamChar.from_pretrained(args.checkpoint, device=device)
-        if model.cfg.preset != cfg.preset or (model.cfg.video.height, model.cfg.video.width) != ref_image.shape[:2]:
-            cfg = model.cfg
-            ref_image = load_image(args.ref_image, cfg.video.height, cfg.video.width)
-            ref_audio = (load_audio(args.ref_audio, cfg.audio.sample_rate, cfg.audio.channels,
-                                    cfg.stream.history_seconds) if args.ref_audio else None)
     else:
         print(f"streamchar: {NO_MODEL.split(':')[0]}; streaming with RANDOM weights (--random-init, preset "
               f"{args.preset}): the output is noise, not a character", file=sys.stderr)
@@ -83,7 +78,7 @@ def cmd_generate(args) -> int:
     session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,
                             seed=args.seed, max_seconds=max_seconds, sampler=args.sampler)
     report = stream_to_file(session, out, progress=not args.quiet)
-    report.update(device=str(device), preset=cfg.preset, sampler=args.sampler, random_init=args.checkpoint is None)
+    report.update(device=str(device), preset=model.cfg.preset, sampler=args.sampler, random_init=args.checkpoint is None)
     if timings is not None:
         write_json(report, timings)
     print(f"streamchar: wrote {out} ({report['chunks']} chunks, {report['seconds']:.3f} s, "
@@ -127,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ref-audio", help="reference voice (any audio file ffmpeg reads)")
     g.add_argument("--prompt", default="a person talking to the camera", help="visual prompt for the DiT")
     g.add_argument("--checkpoint", help="a trained model folder (see StreamChar.save_pretrained)")
-    g.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
+    g.add_argument("--preset", default="tiny", choices=["tiny", "paper"], help="with --random-init (a checkpoint has its own)")
     g.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
     g.add_argument("--max-seconds", default=None, help="stop after this much video (default: the config's)")
     g.add_argument("--seed", type=int, default=0)

@@ -40,19 +40,25 @@ class StreamChar(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: StreamCharConfig, seed: int = 0, tokenizer=None) -> "StreamChar":
-        from streamchar.codecs import (OobleckAudioCodec, T5PromptEncoder, WanVideoCodec, build_tiny_tokenizer,
-                                       load_tokenizer)
-        from streamchar.models.dit import JointDiT
-        from streamchar.models.orchestrator import Orchestrator
+        from streamchar.codecs import build_tiny_tokenizer, load_tokenizer
 
         cfg.validate()
-        torch.manual_seed(seed)
         if tokenizer is None:
             tokenizer = load_tokenizer(cfg.orchestrator.tokenizer) if cfg.orchestrator.tokenizer else \
                 build_tiny_tokenizer(cfg.orchestrator.vocab_size)
         if len(tokenizer) > cfg.orchestrator.vocab_size:
             raise StreamCharError(f"config field orchestrator.vocab_size: {cfg.orchestrator.vocab_size} is smaller "
                                   f"than the tokenizer's {len(tokenizer)} tokens")
+        with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
+            torch.manual_seed(seed)
+            return cls._build(cfg, tokenizer)
+
+    @classmethod
+    def _build(cls, cfg: StreamCharConfig, tokenizer) -> "StreamChar":
+        from streamchar.codecs import OobleckAudioCodec, T5PromptEncoder, WanVideoCodec
+        from streamchar.models.dit import JointDiT
+        from streamchar.models.orchestrator import Orchestrator
+
         v, a, t = cfg.video, cfg.audio, cfg.text
         video = WanVideoCodec.from_pretrained(v.path, fps=v.fps) if v.path else \
             WanVideoCodec.tiny(latent_channels=v.latent_channels, base_dim=v.base_dim, fps=v.fps)

@@ -120,7 +120,7 @@ class StreamSession:
     @torch.no_grad()
     def step(self) -> Chunk:
         if self.done:
-            raise StopIteration
+            raise RuntimeError("this stream has ended; start a new StreamSession")
         m, cfg, st, dev = self.model, self.cfg, self.state, self.device
         timings = ChunkTimings()
 
