@@ -27,6 +27,7 @@ import time
 import torch
 
 from streamchar.config import StreamCharConfig, tiny
+from streamchar.device import inference_dtype, pick_device, sync
 from streamchar.diffusion.samplers import student_sample, student_timesteps
 from streamchar.models.dit import JointDiT
 from streamchar.models.orchestrator import Orchestrator
@@ -50,17 +51,6 @@ def mid() -> StreamCharConfig:
         orchestrator=dataclasses.replace(cfg.orchestrator, hidden_size=512, num_layers=8, num_heads=8,
                                          num_kv_heads=2, intermediate_size=1408),
     ).validate()
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def make_inputs(cfg: StreamCharConfig, device, dtype, seed: int = 0) -> dict:
@@ -194,7 +184,7 @@ def main():
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
     device = pick_device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = inference_dtype(device)
 
     results = {}
     with torch.no_grad():

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from streamchar.config import tiny
+from streamchar.device import inference_dtype, pick_device
 from streamchar.pipeline import StreamChar
 from streamchar.streaming.generate import stream_to_file
 from streamchar.streaming.session import StreamSession
@@ -34,12 +35,6 @@ SENTENCE = ("Hello and welcome back to the stream, today we are talking about ho
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def proc_status_kb(field: str) -> int | None:
@@ -84,7 +79,7 @@ def main():
     if args.chunks < 10:
         ap.error("--chunks must be >= 10")
     device = pick_device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = inference_dtype(device)
 
     cfg = tiny()
     model = StreamChar.from_config(cfg, seed=0).to(device, dtype).eval()

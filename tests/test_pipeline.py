@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from streamchar.config import tiny
 from streamchar.errors import StreamCharError

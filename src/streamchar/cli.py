@@ -52,15 +52,15 @@ def cmd_generate(args) -> int:
         if path is not None and not Path(path).is_file():
             raise StreamCharError(f"{option} not found: {path}")
 
-    import torch
 
     from streamchar.config import StreamCharConfig, preset
+    from streamchar.device import inference_dtype, pick_device
     from streamchar.pipeline import StreamChar
     from streamchar.streaming.generate import stream_to_file, write_json
     from streamchar.streaming.media import load_audio, load_image
     from streamchar.streaming.session import StreamSession
 
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     cfg = StreamCharConfig.from_yaml(Path(args.checkpoint) / "config.yaml") if args.checkpoint else preset(args.preset)
     ref_image = load_image(args.ref_image, cfg.video.height, cfg.video.width)  # inputs first: fail before building
     ref_audio = (load_audio(args.ref_audio, cfg.audio.sample_rate, cfg.audio.channels, cfg.stream.history_seconds)
@@ -71,8 +71,7 @@ def cmd_generate(args) -> int:
         print(f"streamchar: {NO_MODEL.split(':')[0]}; streaming with RANDOM weights (--random-init, preset "
               f"{args.preset}): the output is noise, not a character", file=sys.stderr)
         model = StreamChar.from_config(cfg, seed=args.seed).to(device)
-    if device.type == "cuda":
-        model = model.to(torch.bfloat16)
+    model = model.to(inference_dtype(device))
     if args.compile:
         model.dit.compile()  # the per-step noisy pass; recompiles once per distinct condition length
     session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,

@@ -161,7 +161,7 @@ class StreamCharConfig:
                     continue
                 if isinstance(value, (int, float)) and not value > 0:
                     bad(f"{section}.{f.name}", f"must be > 0, got {value}")
-        v, a, d, o, s = self.video, self.audio, self.dit, self.orchestrator, self.stream
+        v, d, o, s = self.video, self.dit, self.orchestrator, self.stream
         if self.preset not in PRESETS:
             bad("preset", f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
         if (s.frames_per_chunk - 1) % v.temporal_factor:

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from streamchar.config import DiTConfig
 from streamchar.models.rope import ModalityRoPE, apply_rope, condition_layout
 
-
 # ---- small parts ---------------------------------------------------------------------------------------
 
 class RMSNorm(nn.Module):
@@ -71,7 +70,9 @@ def feed_forward(dim: int, ffn_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
 
 
-class SelfAttention(nn.Module):
+class Attention(nn.Module):
+    """Wan's attention projections: q, k, v, o, with RMS qk-norm over the full width."""
+
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
         super().__init__()
         self.num_heads = num_heads
@@ -79,29 +80,25 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
+    def heads(self, y):
+        """(B, L, dim) -> (B, H, L, D)."""
+        return y.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+
+class SelfAttention(Attention):
     def qkv(self, x, rope):
         """x: (B, L, dim) -> q, k, v: (B, H, L, D), q and k rotated."""
-        heads = lambda y: y.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        q, k, v = heads(self.norm_q(self.q(x))), heads(self.norm_k(self.k(x))), heads(self.v(x))
+        q, k, v = self.heads(self.norm_q(self.q(x))), self.heads(self.norm_k(self.k(x))), self.heads(self.v(x))
         return apply_rope(q, *rope), apply_rope(k, *rope), v
 
 
-class CrossAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-
+class CrossAttention(Attention):
     def kv(self, context):
         """Prompt keys and values, (B, H, L_txt, D): constant for a whole stream, so cached."""
-        heads = lambda y: y.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        return heads(self.norm_k(self.k(context))), heads(self.v(context))
+        return self.heads(self.norm_k(self.k(context))), self.heads(self.v(context))
 
     def forward(self, x, kv):
-        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-        return self.o(attention(q, *kv))
+        return self.o(attention(self.heads(self.norm_q(self.q(x))), *kv))
 
 
 # ---- the block -----------------------------------------------------------------------------------------

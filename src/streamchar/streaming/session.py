@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from streamchar.diffusion.samplers import euler_sample, student_sample, student_timesteps
+from streamchar.device import sync
+from streamchar.diffusion.samplers import (
+    euler_sample,
+    student_sample,
+    student_timesteps,
+)
 from streamchar.errors import StreamCharError
 
 
@@ -63,11 +68,6 @@ class StreamState:
     history: deque = field(default_factory=deque)  # of HistoryEntry, at most `history_chunks`
     text_offset: int = 0  # transcript tokens dropped together with old history
     spoken: float = 0.0
-
-
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StreamSession:
@@ -129,23 +129,23 @@ class StreamSession:
         text_ids = torch.tensor([self.prompt_ids + self.transcript[st.text_offset:]], device=dev)
         hist = torch.cat([h.audio for h in st.history], 1) if st.history else None
         prefix = m.orchestrator.encode_prefix(self.ref_audio, text_ids, len(self.prompt_ids), hist)
-        _sync(dev)
+        sync(dev)
         timings.orchestrator += time.perf_counter() - t0
 
         # 2. Condition tokens: their keys and values, once per chunk.
         t0 = time.perf_counter()
         cache = m.dit.encode_conditions(m.dit.condition_frames(self.reference, st.sink, st.motion), self.context)
-        _sync(dev)
+        sync(dev)
         timings.dit += time.perf_counter() - t0
 
         # 3. Denoise: every step = 33 orchestrator tokens on the prefix cache + the DiT's noisy tokens.
         def velocity(x_v, x_a, t):
             t0 = time.perf_counter()
             c_a, _ = m.orchestrator.condition(prefix, x_a, t)
-            _sync(dev)
+            sync(dev)
             t1 = time.perf_counter()
             v = m.dit(x_v, x_a, c_a, t, cache)
-            _sync(dev)
+            sync(dev)
             timings.orchestrator += t1 - t0
             timings.dit += time.perf_counter() - t1
             return v
@@ -165,7 +165,7 @@ class StreamSession:
         _, hidden = m.orchestrator.condition(prefix, z_a, torch.zeros(1, device=dev))
         spoken = st.text_offset + m.orchestrator.pointer(prefix, hidden).endpoint.item()
         st.spoken = max(st.spoken, spoken)  # progress never goes backwards
-        _sync(dev)
+        sync(dev)
         timings.orchestrator += time.perf_counter() - t0
 
         # 5. Decode both modalities.
