@@ -2,19 +2,8 @@ import pytest
 import torch
 
 from streamchar.config import tiny
-from streamchar.diffusion.flow import (
-    flow_loss,
-    noisy,
-    predict_x0,
-    sample_t,
-    shift_sigma,
-)
-from streamchar.diffusion.samplers import (
-    euler_sample,
-    euler_timesteps,
-    student_sample,
-    student_timesteps,
-)
+from streamchar.diffusion.flow import flow_loss, noisy, predict_x0, sample_t, shift_sigma
+from streamchar.diffusion.samplers import euler_sample, euler_timesteps, student_sample, student_timesteps
 from streamchar.models.dit import JointDiT
 from streamchar.models.orchestrator import Orchestrator
 

@@ -1,12 +1,7 @@
 import torch
 
 from streamchar.config import tiny
-from streamchar.models.rope import (
-    ModalityRoPE,
-    apply_rope,
-    condition_layout,
-    rope_split,
-)
+from streamchar.models.rope import ModalityRoPE, apply_rope, condition_layout, rope_split
 
 
 def test_split_matches_wan():

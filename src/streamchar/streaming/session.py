@@ -25,11 +25,7 @@ import numpy as np
 import torch
 
 from streamchar.device import sync
-from streamchar.diffusion.samplers import (
-    euler_sample,
-    student_sample,
-    student_timesteps,
-)
+from streamchar.diffusion.samplers import euler_sample, student_sample, student_timesteps
 from streamchar.errors import StreamCharError
 
 
