@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from streamchar.config import tiny
 from streamchar.errors import StreamCharError
@@ -19,9 +20,13 @@ def first_chunk(model):
 
 def test_save_and_load_reproduce_the_outputs(model, tmp_path):
     model.save_pretrained(tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.yaml", "model.safetensors", "tokenizer"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "audio_codec", "config.yaml", "dit", "model_index.json", "orchestrator", "text_encoder", "tokenizer",
+        "video_codec"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     back = StreamChar.from_pretrained(tmp_path / "ckpt")
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
     a, b = first_chunk(model), first_chunk(back)
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
     assert back.tokenizer("hello world")["input_ids"] == model.tokenizer("hello world")["input_ids"]
@@ -35,7 +40,7 @@ def test_bad_checkpoints(model, tmp_path):
     with pytest.raises(StreamCharError, match="missing tokenizer"):
         StreamChar.from_pretrained(tmp_path / "ckpt")
     (tmp_path / "tok").rename(tmp_path / "ckpt" / "tokenizer")
-    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights = tmp_path / "ckpt" / "dit" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated
     with pytest.raises(StreamCharError, match="model.safetensors"):
         StreamChar.from_pretrained(tmp_path / "ckpt")

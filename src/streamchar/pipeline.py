@@ -1,17 +1,26 @@
 """The whole system in one module: DiT, orchestrator (with its pointer), codecs, prompt encoder, tokenizer.
 
 `StreamChar.from_config(cfg)` builds it (random weights, or components from the local paths named in the
-config); `save_pretrained(dir)` / `from_pretrained(dir)` write and read a checkpoint folder:
+config); `save_pretrained(dir)` / `from_pretrained(dir)` write and read a pipeline folder, one subfolder per
+component, like a diffusers pipeline:
 
-    dir/config.yaml          the StreamCharConfig
-    dir/tokenizer/           the orchestrator's (and tiny prompt encoder's) tokenizer, HF format
-    dir/model.safetensors    every weight, keys prefixed by component (dit., orchestrator., video_codec., ...)
+    dir/model_index.json            what is where: component -> class and files
+    dir/config.yaml                 the StreamCharConfig (component paths cleared: the folder is self-contained)
+    dir/dit/model.safetensors       the joint DiT, our (Wan-original) key names
+    dir/orchestrator/model.safetensors   the Qwen2 LM (`lm.*`), the projections and the pointer (`pap.*`)
+    dir/tokenizer/                  the orchestrator's tokenizer (HF format)
+    dir/video_codec/                a diffusers AutoencoderKLWan folder (latent mean/std in its config)
+    dir/audio_codec/                a diffusers AutoencoderOobleck folder + latents_stats.json
+    dir/text_encoder/               a transformers T5/UMT5 encoder folder with its tokenizer
 
-Writes are atomic: a temporary folder is renamed into place.
+Writes are atomic: everything goes into a temporary folder that is renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
 import os
 import shutil
 import tempfile
@@ -19,9 +28,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from streamchar import __version__
 from streamchar.config import StreamCharConfig
 from streamchar.errors import StreamCharError
 
@@ -54,7 +64,11 @@ class StreamChar(nn.Module):
             return cls._build(cfg, tokenizer)
 
     @classmethod
-    def _build(cls, cfg: StreamCharConfig, tokenizer) -> "StreamChar":
+    def _build(cls, cfg: StreamCharConfig, tokenizer, empty: bool = False) -> "StreamChar":
+        """Codecs and prompt encoder from their paths (or tiny random); DiT and orchestrator from the config,
+        with parameters left unallocated when `empty` (the caller loads them)."""
+        from accelerate import init_empty_weights
+
         from streamchar.codecs import OobleckAudioCodec, T5PromptEncoder, WanVideoCodec
         from streamchar.models.dit import JointDiT
         from streamchar.models.orchestrator import Orchestrator
@@ -69,21 +83,34 @@ class StreamChar(nn.Module):
         if cfg.orchestrator.path:
             raise StreamCharError("loading a pretrained Qwen2 orchestrator from orchestrator.path is not "
                                   "implemented yet (the paper-scale loaders come with the weights issue)")
-        dit = JointDiT(cfg.dit, v.latent_channels, a.latent_channels, t.dim, cfg.audio_rope_scale,
-                       cfg.video_latent_frames)
-        orchestrator = Orchestrator(cfg.orchestrator, a.latent_channels, cfg.dit.dim, cfg.pap.dim)
+        with init_empty_weights(include_buffers=False) if empty else contextlib.nullcontext():
+            dit = JointDiT(cfg.dit, v.latent_channels, a.latent_channels, t.dim, cfg.audio_rope_scale,
+                           cfg.video_latent_frames)
+            orchestrator = Orchestrator(cfg.orchestrator, a.latent_channels, cfg.dit.dim, cfg.pap.dim)
         return cls(cfg, dit, orchestrator, video, audio, text, tokenizer).eval()
 
-    # -- checkpoint folder --
+    # -- pipeline folder --
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
         if not path.parent.is_dir():
             raise StreamCharError(f"cannot save the model: folder {path.parent} does not exist")
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
-            self.cfg.to_yaml(tmp / "config.yaml")
-            self.tokenizer.save_pretrained(tmp / "tokenizer")
-            save_model(self, str(tmp / "model.safetensors"))
+            cfg = copy.deepcopy(self.cfg)
+            cfg.video.path = cfg.audio.path = cfg.text.path = None
+            cfg.orchestrator.path = cfg.orchestrator.tokenizer = None
+            cfg.to_yaml(tmp / "config.yaml")
+            for name in ("dit", "orchestrator"):
+                (tmp / name).mkdir()
+                sd = {k: v.contiguous() for k, v in getattr(self, name).state_dict().items()}
+                save_file(sd, str(tmp / name / WEIGHTS), metadata={"format": "pt"})
+            self.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+            self.video_codec.save_pretrained(tmp / "video_codec")
+            self.audio_codec.save_pretrained(tmp / "audio_codec")
+            self.text_encoder.save_pretrained(tmp / "text_encoder")
+            index = {"_class_name": "StreamChar", "_streamchar_version": __version__, "preset": self.cfg.preset,
+                     **{name: {"class": cls, "path": name} for name, cls in COMPONENTS.items()}}
+            (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -98,19 +125,49 @@ class StreamChar(nn.Module):
         path = Path(path)
         if not path.is_dir():
             raise StreamCharError(f"checkpoint folder not found: {path}")
-        for name in ("config.yaml", "tokenizer", "model.safetensors"):
+        for name in ("model_index.json", "config.yaml", *COMPONENTS):
             if not (path / name).exists():
                 raise StreamCharError(f"checkpoint {path} is missing {name}")
         cfg = StreamCharConfig.from_yaml(path / "config.yaml")
-        model = cls.from_config(cfg, tokenizer=load_tokenizer(path / "tokenizer"))
-        try:
-            missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
-        except (SafetensorError, OSError, RuntimeError) as e:
-            raise StreamCharError(f"cannot read {path / 'model.safetensors'}: {e}") from None
-        if missing or unexpected:
-            raise StreamCharError(f"{path / 'model.safetensors'} does not match the config: "
-                                  f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        cfg.video.path, cfg.audio.path, cfg.text.path = (str(path / n) for n in ("video_codec", "audio_codec",
+                                                                                   "text_encoder"))
+        model = cls._build(cfg, load_tokenizer(path / "tokenizer"), empty=True)  # weights come from the files
+        for name in ("dit", "orchestrator"):
+            load_weights(getattr(model, name), path / name / WEIGHTS)
         return model.to(device).eval()
+
+
+COMPONENTS = {
+    "dit": "streamchar.models.dit.JointDiT",
+    "orchestrator": "streamchar.models.orchestrator.Orchestrator",
+    "tokenizer": "transformers.PreTrainedTokenizerFast",
+    "video_codec": "streamchar.codecs.WanVideoCodec",
+    "audio_codec": "streamchar.codecs.OobleckAudioCodec",
+    "text_encoder": "streamchar.codecs.T5PromptEncoder",
+}
+WEIGHTS = "model.safetensors"
+
+
+def load_weights(module: nn.Module, file: Path) -> None:
+    """Load a safetensors file into `module` (all keys, exact shapes), naming the file in every error."""
+    if not file.is_file():
+        raise StreamCharError(f"weights file not found: {file}")
+    try:
+        # .clone(): safetensors hands out 16-byte-aligned buffers, on which CPU BLAS takes other code paths
+        # (results differ in the last bit); a fresh allocation is 64-byte aligned, so loads reproduce exactly.
+        with safe_open(str(file), framework="pt") as f:
+            sd = {key: f.get_tensor(key).clone() for key in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise StreamCharError(f"cannot read {file}: {e}") from None
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if missing or unexpected:
+        raise StreamCharError(f"{file} does not match the config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for key, value in sd.items():
+        if own[key].shape != value.shape:
+            raise StreamCharError(f"{file}: {key} has shape {tuple(value.shape)}, the config expects "
+                                  f"{tuple(own[key].shape)}")
+    module.load_state_dict(sd, assign=True)
 
 
 def _check_codecs(cfg: StreamCharConfig, video, audio, text) -> None:

@@ -3,6 +3,7 @@
 Latents are returned time-major, (B, T_a, C_a), ready to be used as a token sequence.
 """
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -79,6 +80,13 @@ class OobleckAudioCodec(AudioCodec):
             vae = _tiny_oobleck()
         return cls(vae.eval())
 
+    def save_pretrained(self, path: str | Path) -> None:
+        """A diffusers VAE folder plus `latents_stats.json` (Oobleck's config has no place for mean/std)."""
+        path = Path(path)
+        self.vae.save_pretrained(str(path))
+        stats = {"latents_mean": self.latents_mean.tolist(), "latents_std": self.latents_std.tolist()}
+        (path / "latents_stats.json").write_text(json.dumps(stats))
+
     @classmethod
     def from_pretrained(
         cls,
@@ -95,6 +103,13 @@ class OobleckAudioCodec(AudioCodec):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             vae = AutoencoderOobleck.from_pretrained(path, local_files_only=True)
+        stats_file = path / "latents_stats.json"
+        if latents_mean is None and latents_std is None and stats_file.is_file():
+            try:
+                stats = json.loads(stats_file.read_text())
+                latents_mean, latents_std = stats["latents_mean"], stats["latents_std"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise StreamCharError(f"{stats_file} is not a valid latent statistics file ({e})") from None
         return cls(vae.eval(), latents_mean=latents_mean, latents_std=latents_std)
 
 

@@ -60,6 +60,11 @@ class T5PromptEncoder(TextEncoder):
         )
         return cls(T5EncoderModel(config).eval(), tokenizer, max_length=max_length)
 
+    def save_pretrained(self, path: str | Path, tokenizer_path: str | Path | None = None) -> None:
+        """The encoder as a transformers folder; its tokenizer beside it (or in `tokenizer_path`)."""
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path if tokenizer_path is None else tokenizer_path))
+
     @classmethod
     def from_pretrained(
         cls, path: str | Path, tokenizer_path: str | Path | None = None, max_length: int = 512

@@ -70,6 +70,10 @@ class WanVideoCodec(VideoCodec):
         )
         return cls(vae.eval(), fps=fps)
 
+    def save_pretrained(self, path: str | Path) -> None:
+        """A diffusers VAE folder; the latent mean/std live in its config.json, as in Wan's releases."""
+        self.vae.save_pretrained(str(path))
+
     @classmethod
     def from_pretrained(cls, path: str | Path, fps: int = 24) -> "WanVideoCodec":
         """Load a local diffusers VAE folder, or a Wan pipeline folder with a `vae/` subfolder."""
