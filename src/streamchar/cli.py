@@ -110,6 +110,37 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    out = _parent_exists(args.out, "--out")
+    folders = dict(wan=args.wan, qwen=args.qwen, text_encoder=args.text_encoder, video_vae=args.video_vae,
+                   audio_vae=args.audio_vae)
+    for name, path in folders.items():
+        if path is not None and not Path(path).is_dir():
+            raise StreamCharError(f"--{name.replace('_', '-')} folder not found: {path}")
+    if all(v is None for v in folders.values()):
+        raise StreamCharError("nothing to convert: give at least one of --wan, --qwen, --text-encoder, "
+                              "--video-vae, --audio-vae")
+    import torch
+
+    from streamchar.convert import convert
+
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    report = convert(out, base=args.preset, dtype=dtype, **folders)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_cost(args) -> int:
+    from streamchar.config import preset
+    from streamchar.cost import cost_report, format_report
+
+    if args.gpus < 1:
+        raise StreamCharError(f"--gpus must be >= 1, got {args.gpus}")
+    report = cost_report(preset(args.preset), args.gpu, train_gpus=args.gpus)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -137,6 +168,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("convert", help="assemble a pipeline folder from local Wan2.2 / Qwen2.5 / UMT5 / codec folders")
+    c.add_argument("--out", required=True, help="the pipeline folder to write (atomically)")
+    c.add_argument("--preset", default="paper", choices=["tiny", "paper"], help="defaults for what is not given")
+    c.add_argument("--wan", help="Wan2.2 transformer folder (diffusers or original layout)")
+    c.add_argument("--qwen", help="Qwen2 / Qwen2.5 folder (config, safetensors, tokenizer)")
+    c.add_argument("--text-encoder", help="UMT5 / T5 encoder folder with its tokenizer")
+    c.add_argument("--video-vae", help="diffusers AutoencoderKLWan folder")
+    c.add_argument("--audio-vae", help="diffusers AutoencoderOobleck folder")
+    c.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    c.set_defaults(func=cmd_convert)
+
+    k = sub.add_parser("cost", help="per-chunk FLOPs, bytes, latency and memory of a preset on a GPU")
+    k.add_argument("--preset", default="paper", choices=["tiny", "paper"])
+    k.add_argument("--gpu", default="h100", help="h100, h200, a100, l40s, rtx4090")
+    k.add_argument("--gpus", type=int, default=8, help="GPUs for the FSDP training-memory estimate")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_cost)
     return p
 
 

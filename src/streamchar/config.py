@@ -50,6 +50,7 @@ class TextEncoderConfig:
 
 @dataclass
 class DiTConfig:
+    path: str | None = None  # local Wan2.2 transformer (diffusers or original layout); None: random init
     dim: int = 128
     num_layers: int = 4
     num_heads: int = 4

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +35,8 @@ from safetensors.torch import save_file
 from streamchar import __version__
 from streamchar.config import StreamCharConfig
 from streamchar.errors import StreamCharError
+
+logger = logging.getLogger("streamchar")
 
 
 class StreamChar(nn.Module):
@@ -72,6 +75,7 @@ class StreamChar(nn.Module):
         from streamchar.codecs import OobleckAudioCodec, T5PromptEncoder, WanVideoCodec
         from streamchar.models.dit import JointDiT
         from streamchar.models.orchestrator import Orchestrator
+        from streamchar.models.weights import load_orchestrator_weights, load_wan_into_dit
 
         v, a, t = cfg.video, cfg.audio, cfg.text
         video = WanVideoCodec.from_pretrained(v.path, fps=v.fps) if v.path else \
@@ -80,13 +84,17 @@ class StreamChar(nn.Module):
         text = T5PromptEncoder.from_pretrained(t.path, max_length=t.max_length) if t.path else \
             T5PromptEncoder.tiny(tokenizer, dim=t.dim, max_length=t.max_length)
         _check_codecs(cfg, video, audio, text)
-        if cfg.orchestrator.path:
-            raise StreamCharError("loading a pretrained Qwen2 orchestrator from orchestrator.path is not "
-                                  "implemented yet (the paper-scale loaders come with the weights issue)")
         with init_empty_weights(include_buffers=False) if empty else contextlib.nullcontext():
             dit = JointDiT(cfg.dit, v.latent_channels, a.latent_channels, t.dim, cfg.audio_rope_scale,
                            cfg.video_latent_frames)
             orchestrator = Orchestrator(cfg.orchestrator, a.latent_channels, cfg.dit.dim, cfg.pap.dim)
+        if cfg.dit.path and not empty:  # Wan2.2 weights; the audio experts start as copies of the FFNs
+            report = load_wan_into_dit(dit, cfg.dit.path)
+            if report.missing:
+                raise StreamCharError(f"incomplete Wan checkpoint: {report.summary()}")
+            logger.info(report.summary())
+        if cfg.orchestrator.path and not empty:  # Qwen2 / Qwen2.5 weights into the LM
+            load_orchestrator_weights(orchestrator, cfg.orchestrator.path)
         return cls(cfg, dit, orchestrator, video, audio, text, tokenizer).eval()
 
     # -- pipeline folder --
@@ -97,7 +105,7 @@ class StreamChar(nn.Module):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             cfg = copy.deepcopy(self.cfg)
-            cfg.video.path = cfg.audio.path = cfg.text.path = None
+            cfg.video.path = cfg.audio.path = cfg.text.path = cfg.dit.path = None
             cfg.orchestrator.path = cfg.orchestrator.tokenizer = None
             cfg.to_yaml(tmp / "config.yaml")
             for name in ("dit", "orchestrator"):

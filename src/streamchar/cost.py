@@ -1,0 +1,643 @@
+"""Cost model of one streaming chunk: FLOPs, bytes moved, latency (roofline), memory (inference and training).
+
+What one chunk runs (streaming/session.py), and the parts reported here:
+
+    orchestrator_prefix   [e_ref | prompt + transcript | e_hist]               once per chunk
+    orchestrator_steps    33 E_cond tokens on the prefix KV cache              x steps, + 1 pointer pass (t = 0)
+    dit_conditions        [reference | sink | motion] tokens + prompt K/V      once per chunk
+    dit_steps             noisy tokens [9 video frames | 33 audio]             x steps
+    video_decode          video VAE decode of 9 latent frames -> 33 frames     once per chunk
+    audio_decode          audio VAE decode of 33 latents -> 1.375 s            once per chunk
+
+Counting rules (the same as torch.utils.flop_counter.FlopCounterMode, which `flops_check` compares against):
+- a multiply-add is 2 FLOPs; only matmuls, convolutions and the two attention products (Q K^T and P V) count;
+  elementwise work (norms, RoPE, activations, softmax, adaLN modulation) is ignored (a few % at most);
+- attention is counted over the full Lq x Lk matrix, also where it is causal (a causal flash kernel skips about
+  half of the prefix's score/value products; at paper scale they are < 5 % of the prefix pass);
+- bytes moved = weights read once per pass at 2 bytes (bf16) + the KV caches read (or written) by that pass;
+  activation traffic of the transformer passes is ignored (fused kernels keep most of it on chip). The codec
+  decodes are conv nets at full resolution, so for them activation traffic is counted (see `_codec_decode`).
+
+Latency per part = max(FLOPs / (peak x MFU), bytes / (bandwidth x efficiency)): a roofline with derating
+factors, not a measurement. All memory figures are decimal GB (1e9 bytes).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
+
+from streamchar.config import StreamCharConfig
+from streamchar.errors import StreamCharError
+
+GB = 1e9
+BF16 = 2  # bytes per weight / activation / cache element at inference
+
+# ---- GPUs ------------------------------------------------------------------------------------------------
+# Dense (no 2:4 sparsity) bf16 tensor-core peak, memory bandwidth and memory, from the vendors' datasheets.
+GPUS = {
+    # NVIDIA H100 SXM5 datasheet: 989 TFLOP/s bf16 dense (1979 is with sparsity), 3.35 TB/s HBM3, 80 GB.
+    "h100": {"name": "NVIDIA H100 SXM", "bf16_tflops": 989.0, "bandwidth_tbs": 3.35, "memory_gb": 80.0},
+    # NVIDIA H200 SXM datasheet: same compute as H100 SXM, 4.8 TB/s HBM3e, 141 GB.
+    "h200": {"name": "NVIDIA H200 SXM", "bf16_tflops": 989.0, "bandwidth_tbs": 4.8, "memory_gb": 141.0},
+    # NVIDIA A100 SXM 80GB datasheet: 312 TFLOP/s bf16 dense, 2.0 TB/s HBM2e (2,039 GB/s), 80 GB.
+    "a100": {"name": "NVIDIA A100 SXM 80GB", "bf16_tflops": 312.0, "bandwidth_tbs": 2.0, "memory_gb": 80.0},
+    # NVIDIA L40S datasheet: 362 TFLOP/s bf16 dense (733 with sparsity), 864 GB/s GDDR6, 48 GB.
+    "l40s": {"name": "NVIDIA L40S", "bf16_tflops": 362.0, "bandwidth_tbs": 0.864, "memory_gb": 48.0},
+    # NVIDIA Ada GPU architecture whitepaper, RTX 4090: peak bf16 tensor 165.2 TFLOP/s with fp32 accumulate
+    # (330.3 with fp16 accumulate; GeForce parts run fp32 accumulate at half rate). PyTorch's bf16 matmuls
+    # accumulate in fp32, so 165 applies. 1,008 GB/s GDDR6X (~1.0 TB/s), 24 GB.
+    "rtx4090": {"name": "NVIDIA GeForce RTX 4090", "bf16_tflops": 165.0, "bandwidth_tbs": 1.0, "memory_gb": 24.0},
+}
+
+# The paper's own measurement (§5.1, "Inference Efficiency"): one H100, 512x512, 33-frame chunk, 4 steps, bf16.
+PAPER_H100 = {"llm_dit_s": 0.96, "vae_decode_s": 0.30, "preprocess_s": 0.05, "write_s": 0.025, "total_s": 1.34,
+              "source": "§5.1: one H100, 512x512, 33-frame chunk, 4 steps, bf16"}
+
+
+def gpu_spec(name: str) -> dict:
+    """The GPUS entry for `name` (case-insensitive); an unknown name raises StreamCharError."""
+    key = str(name).lower()
+    if key not in GPUS:
+        raise StreamCharError(f"unknown GPU {name!r}; known: {', '.join(sorted(GPUS))}")
+    return dict(GPUS[key], key=key)
+
+
+# ---- counting helpers ------------------------------------------------------------------------------------
+
+def _mm(n: int, k: int, m: int) -> int:
+    """n rows through a (k -> m) matmul: n*k*m multiply-adds = 2*n*k*m FLOPs."""
+    return 2 * n * k * m
+
+
+def _attn(nq: int, nk: int, width: int) -> int:
+    """Attention products over all heads (H * D = width): Q K^T (2*nq*nk*D per head) + P V (the same)."""
+    return 4 * nq * nk * width
+
+
+def _lin(i: int, o: int) -> int:
+    """Parameters of nn.Linear(i, o): weight + bias."""
+    return i * o + o
+
+
+def _pass(flops: int, params: int, kv_bytes: int = 0, count: int = 1, extra_flops: int = 0, **info) -> dict:
+    """One part of the chunk: `count` identical passes, each reading `params` bf16 weights plus `kv_bytes`."""
+    per_flops, per_bytes = flops, BF16 * params + kv_bytes
+    return {"passes": count, "flops_per_pass": per_flops, "bytes_per_pass": per_bytes,
+            "flops": count * per_flops + extra_flops, "bytes": count * per_bytes, **info}
+
+
+# ---- token counts ----------------------------------------------------------------------------------------
+
+def chunk_tokens(cfg: StreamCharConfig, prompt_tokens: int = 32, transcript_tokens: int = 200,
+                 ref_audio_seconds: float = 5.0, history_seconds: float | None = None,
+                 with_conditions: bool = True) -> dict:
+    """Sequence lengths of one chunk's passes.
+
+    with_conditions=True is the steady state (reference + sink + motion condition frames); False is the first
+    chunk (reference frame only). history_seconds=None means the full window (history_chunks whole chunks).
+    """
+    if prompt_tokens < 0 or transcript_tokens < 1 or ref_audio_seconds < 0:
+        raise StreamCharError(f"need prompt_tokens >= 0, transcript_tokens >= 1, ref_audio_seconds >= 0; got "
+                              f"{prompt_tokens}, {transcript_tokens}, {ref_audio_seconds}")
+    if history_seconds is not None and history_seconds < 0:
+        raise StreamCharError(f"history_seconds must be >= 0, got {history_seconds}")
+    h, w = cfg.latent_size
+    _, ph, pw = cfg.dit.patch_size
+    per_frame = (h // ph) * (w // pw)  # video tokens per latent frame
+    K = cfg.video_latent_frames  # 9 latent frames per chunk (and per sink / motion group)
+    cond_frames = 1 + 2 * K if with_conditions else 1  # reference (1) [+ sink (K) + motion (K)]
+    if history_seconds is None:
+        hist = cfg.history_chunks * cfg.audio_latent_frames  # the full window: whole chunks of audio latents
+    else:  # whole chunks that fit in history_seconds, capped at the window
+        hist = min(int(history_seconds // cfg.chunk_seconds), cfg.history_chunks) * cfg.audio_latent_frames
+    ref = round(ref_audio_seconds * cfg.audio_latent_rate)  # reference-voice latents
+    text = prompt_tokens + transcript_tokens
+    return {"video": K * per_frame, "audio": cfg.audio_latent_frames, "conditions": cond_frames * per_frame,
+            "prompt_context": cfg.text.max_length,  # the prompt embeddings are padded to max_length
+            "ref_audio": ref, "text": text, "transcript": transcript_tokens, "history": hist,
+            "prefix": ref + text + hist}
+
+
+# ---- DiT -------------------------------------------------------------------------------------------------
+
+def _dit_parts(cfg: StreamCharConfig) -> dict:
+    """Parameter counts of the DiT's pieces (weights and biases; norm and modulation vectors left out)."""
+    d, f, c = cfg.dit, cfg.dit.ffn_dim, cfg.dit.dim
+    patch_in = cfg.video.latent_channels * math.prod(d.patch_size)  # values per video patch
+    ffn = _lin(c, f) + _lin(f, c)
+    return {"patch": patch_in * c + c, "time": _lin(d.freq_dim, c) + _lin(c, c) + _lin(c, 6 * c),
+            "text": _lin(cfg.text.dim, c) + _lin(c, c), "audio_in": _lin(cfg.audio.latent_channels, c),
+            "qkv": 3 * _lin(c, c), "o": _lin(c, c), "cross_q_o": 2 * _lin(c, c), "cross_kv": 2 * _lin(c, c),
+            "ffn": ffn, "audio_layer": 4 * _lin(c, c) + ffn,
+            "head_v": _lin(c, patch_in), "head_a": _lin(c, cfg.audio.latent_channels)}
+
+
+def _time_flops(freq_dim: int, dim: int, n: int = 1) -> int:
+    """Timestep embedding of n timesteps: freq -> dim -> dim, then the 6*dim adaLN projection."""
+    return _mm(n, freq_dim, dim) + _mm(n, dim, dim) + _mm(n, dim, 6 * dim)
+
+
+def _audio_layer_flops(n: int, dim: int, ffn: int) -> int:
+    """One audio encoder/decoder layer over n tokens: q, k, v, o; self-attention; FFN in and out."""
+    return 4 * _mm(n, dim, dim) + _attn(n, n, dim) + _mm(n, dim, ffn) + _mm(n, ffn, dim)
+
+
+def dit_condition_pass(cfg: StreamCharConfig, n_cond: int, n_text: int) -> dict:
+    """`JointDiT.encode_conditions`: prompt K/V for every block, then the condition tokens through the blocks
+    (the last block computes only its q, k, v: its output is never used)."""
+    d, c, f, L = cfg.dit, cfg.dit.dim, cfg.dit.ffn_dim, cfg.dit.num_layers
+    p = _dit_parts(cfg)
+    patch_in = cfg.video.latent_channels * math.prod(d.patch_size)
+    flops = _mm(n_text, cfg.text.dim, c) + _mm(n_text, c, c)  # prompt embedding MLP
+    flops += L * 2 * _mm(n_text, c, c)  # prompt K and V in every block
+    flops += _mm(n_cond, patch_in, c)  # patch embedding (Conv3d) of the condition latents
+    flops += _time_flops(d.freq_dim, c)  # the t = 0 embedding
+    flops += L * 3 * _mm(n_cond, c, c)  # q, k, v in every block
+    full = (_attn(n_cond, n_cond, c) + _mm(n_cond, c, c)  # self-attention + output projection
+            + 2 * _mm(n_cond, c, c) + _attn(n_cond, n_text, c)  # cross-attention q, o + products
+            + _mm(n_cond, c, f) + _mm(n_cond, f, c))  # video-expert FFN (condition tokens are video)
+    flops += (L - 1) * full  # everything after q, k, v, in every block but the last
+    params = (p["patch"] + p["time"] + p["text"] + L * (p["cross_kv"] + p["qkv"])
+              + (L - 1) * (p["o"] + p["cross_q_o"] + p["ffn"]))
+    kv_written = L * 2 * (n_cond + n_text) * c * BF16  # condition K, V and prompt K, V of every block
+    return _pass(flops, params, kv_written)
+
+
+def dit_step_pass(cfg: StreamCharConfig, n_video: int, n_audio: int, n_cond: int, n_text: int,
+                  count: int = 1) -> dict:
+    """`JointDiT.forward`: one denoise step of the noisy tokens on the cached condition and prompt K/V."""
+    d, c, f, L = cfg.dit, cfg.dit.dim, cfg.dit.ffn_dim, cfg.dit.num_layers
+    p = _dit_parts(cfg)
+    patch_in = cfg.video.latent_channels * math.prod(d.patch_size)
+    n = n_video + n_audio  # noisy tokens
+    flops = _mm(n_video, patch_in, c)  # patch embedding (Conv3d)
+    flops += _mm(n_audio, cfg.audio.latent_channels, c)  # audio latent embedding
+    flops += d.audio_encoder_layers * _audio_layer_flops(n_audio, c, f)  # fuse c_a with the noisy audio
+    flops += _time_flops(d.freq_dim, c)  # one timestep per sample
+    block = (4 * _mm(n, c, c) + _attn(n, n_cond + n, c)  # q, k, v, o; attend to [conditions | noisy]
+             + 2 * _mm(n, c, c) + _attn(n, n_text, c)  # cross-attention q, o + products (prompt K/V cached)
+             + _mm(n, c, f) + _mm(n, f, c))  # one expert FFN per token (video or audio)
+    flops += L * block
+    flops += _mm(n_video, c, patch_in)  # video head
+    flops += d.audio_decoder_layers * _audio_layer_flops(n_audio, c, f) + _mm(n_audio, c, cfg.audio.latent_channels)
+    params = (p["patch"] + p["audio_in"] + p["time"] + L * (p["qkv"] + p["o"] + p["cross_q_o"] + 2 * p["ffn"])
+              + (d.audio_encoder_layers + d.audio_decoder_layers) * p["audio_layer"] + p["head_v"] + p["head_a"])
+    kv_read = L * 2 * (n_cond + n_text) * c * BF16  # cached condition and prompt K, V of every block
+    return _pass(flops, params, kv_read, count)
+
+
+# ---- orchestrator ----------------------------------------------------------------------------------------
+
+def _lm_layer_params(cfg: StreamCharConfig) -> int:
+    """One Qwen2 layer: q, k, v with bias (k, v at kv_heads width), o without, gated MLP without bias."""
+    o = cfg.orchestrator
+    h, kvd = o.hidden_size, o.num_kv_heads * (o.hidden_size // o.num_heads)
+    return _lin(h, h) + 2 * _lin(h, kvd) + h * h + 3 * h * o.intermediate_size
+
+
+def _lm_flops(cfg: StreamCharConfig, n: int, n_keys: int) -> int:
+    """The LM over n new tokens attending to n_keys keys (cache + new): projections, attention, MLP."""
+    o = cfg.orchestrator
+    h, hd = o.hidden_size, o.hidden_size // o.num_heads
+    kvd = o.num_kv_heads * hd  # GQA: k and v are kv_heads wide
+    layer = (_mm(n, h, h) + 2 * _mm(n, h, kvd) + _mm(n, h, h)  # q, k, v, o
+             + _attn(n, n_keys, h)  # all query heads attend (shared K/V heads do not save FLOPs)
+             + 3 * _mm(n, h, o.intermediate_size))  # gate, up, down
+    return o.num_layers * layer
+
+
+def _lm_kv_bytes(cfg: StreamCharConfig, n: int) -> int:
+    """K and V of n tokens in every layer: layers * 2 * kv_heads * head_dim * n * 2 bytes."""
+    o = cfg.orchestrator
+    return o.num_layers * 2 * o.num_kv_heads * (o.hidden_size // o.num_heads) * n * BF16
+
+
+def orchestrator_prefix_pass(cfg: StreamCharConfig, n_ref: int, n_text: int, n_hist: int) -> dict:
+    """`Orchestrator.encode_prefix`: [e_ref | text | e_hist] through the LM once; writes the prefix KV cache."""
+    o, ca = cfg.orchestrator, cfg.audio.latent_channels
+    n = n_ref + n_text + n_hist
+    flops = _mm(n_ref, ca, o.hidden_size) + _mm(n_hist, ca, o.hidden_size)  # ref_proj, hist_proj
+    flops += _lm_flops(cfg, n, n)  # token embeddings are a lookup: no FLOPs
+    params = o.num_layers * _lm_layer_params(cfg) + 2 * _lin(ca, o.hidden_size)
+    return _pass(flops, params, _lm_kv_bytes(cfg, n))
+
+
+def orchestrator_step_pass(cfg: StreamCharConfig, n_prefix: int, n_audio: int) -> int:
+    """FLOPs of `Orchestrator.condition`: E_cond (timestep MLP + cond_proj), the LM on the prefix cache, ca_proj."""
+    o = cfg.orchestrator
+    h = o.hidden_size
+    flops = _mm(1, o.freq_dim, h) + _mm(1, h, h)  # timestep embedding (one timestep)
+    flops += _mm(n_audio, cfg.audio.latent_channels, h)  # cond_proj of the noisy audio latents
+    flops += _lm_flops(cfg, n_audio, n_prefix + n_audio)
+    flops += _mm(n_audio, h, cfg.dit.dim)  # ca_proj -> c_a
+    return flops
+
+
+def _orchestrator_steps(cfg: StreamCharConfig, tok: dict, steps: int) -> dict:
+    """`steps` condition passes + 1 at t = 0 for the pointer, plus the pointer head itself."""
+    o, h = cfg.orchestrator, cfg.orchestrator.hidden_size
+    n_a, N, pd = tok["audio"], tok["transcript"], cfg.pap.dim
+    flops = orchestrator_step_pass(cfg, tok["prefix"], n_a)
+    params = (o.num_layers * _lm_layer_params(cfg) + _lin(cfg.audio.latent_channels, h) + _lin(o.freq_dim, h)
+              + _lin(h, h) + _lin(h, cfg.dit.dim))
+    pointer = (_mm(n_a, h, pd) + _mm(N, h, pd)  # pointer q (audio frames), k (transcript states)
+               + _mm(n_a, N, pd) + _mm(n_a, N, 1)  # scores, soft positions
+               + 2 * _mm(n_a, h, 1))  # offset and confidence heads
+    return _pass(flops, params, _lm_kv_bytes(cfg, tok["prefix"]), count=steps + 1, extra_flops=pointer)
+
+
+# ---- codecs ----------------------------------------------------------------------------------------------
+# Official configs of the paper-scale codecs (diffusers names), used when the config names no local folder:
+WAN22_VAE = dict(  # Wan-AI/Wan2.2-TI2V-5B-Diffusers vae/config.json (z 48, 4x16x16)
+    base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+    temperal_downsample=[False, True, True], in_channels=12, out_channels=12, patch_size=2, is_residual=True,
+    scale_factor_spatial=16, scale_factor_temporal=4)
+OOBLECK_SAO = dict(  # stabilityai/stable-audio-open-1.0 vae/config.json geometry (hop 2048, 64 channels, stereo)
+    audio_channels=2, channel_multiples=[1, 2, 4, 8, 16], decoder_channels=128, decoder_input_channels=64,
+    downsampling_ratios=[2, 4, 4, 8, 8], encoder_hidden_size=128)
+
+
+class _Traffic(TorchDispatchMode):
+    """Counts the elements every (non-view) op writes, and the largest single output."""
+
+    def __init__(self):
+        super().__init__()
+        self.written, self.largest = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    self.written += t.numel()
+                    self.largest = max(self.largest, t.numel())
+        return out
+
+
+def _folder_config(path: str) -> dict:
+    """A local diffusers folder's config.json (or its vae/ subfolder's)."""
+    for p in (Path(path), Path(path) / "vae"):
+        if (p / "config.json").is_file():
+            return json.loads((p / "config.json").read_text())
+    raise StreamCharError(f"no codec config.json found at {path!r}")
+
+
+def _video_codec(cfg: StreamCharConfig):
+    """The video VAE on the meta device and what it is: the local folder's config, Wan2.2's, or the tiny one."""
+    from diffusers import AutoencoderKLWan
+
+    from streamchar.codecs import WanVideoCodec
+
+    v = cfg.video
+    with torch.device("meta"):
+        if v.path:
+            return AutoencoderKLWan.from_config(_folder_config(v.path)), f"config at {v.path}"
+        if (v.latent_channels, v.spatial_factor) == (48, 16):
+            return AutoencoderKLWan(**WAN22_VAE), "Wan2.2-TI2V-5B VAE (official config)"
+        return WanVideoCodec.tiny(latent_channels=v.latent_channels, base_dim=v.base_dim).vae, "tiny random VAE"
+
+
+def _audio_codec(cfg: StreamCharConfig):
+    """The audio VAE on the meta device: the local folder's config, Stable Audio Open's geometry, or the tiny one."""
+    from diffusers import AutoencoderOobleck
+
+    from streamchar.codecs import OobleckAudioCodec
+
+    a = cfg.audio
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore", FutureWarning)  # diffusers' Oobleck uses the deprecated weight_norm
+        if a.path:
+            return AutoencoderOobleck.from_config(_folder_config(a.path)), f"config at {a.path}"
+        if (a.hop_length, a.latent_channels) == (2048, 64):
+            return (AutoencoderOobleck(**dict(OOBLECK_SAO, audio_channels=a.channels, sampling_rate=a.sample_rate)),
+                    "Oobleck, Stable Audio Open geometry (approximation of the paper's codec)")
+        return OobleckAudioCodec.tiny().vae, "tiny random Oobleck"
+
+
+@functools.lru_cache(maxsize=16)
+def _codec_decode(kind: str, cfg_json: str) -> dict:
+    """Run one chunk's decode on the meta device (shapes only, no memory) and count it.
+
+    FLOPs: FlopCounterMode over the decoder (its convolutions). Bytes moved, an approximation for an unfused
+    conv net: decoder weights once + every op's output written once and read once, at 2 bytes (bf16).
+    Activation peak, an approximation: 3 x the largest single tensor (a conv's input, output and one temporary).
+    """
+    cfg = StreamCharConfig.from_dict(json.loads(cfg_json))
+    vae, what = _video_codec(cfg) if kind == "video" else _audio_codec(cfg)
+    h, w = cfg.latent_size
+    with torch.device("meta"):
+        if kind == "video":
+            z = torch.zeros(1, cfg.video.latent_channels, cfg.video_latent_frames, h, w)
+        else:
+            z = torch.zeros(1, cfg.audio.latent_channels, cfg.audio_latent_frames)
+    traffic = _Traffic()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter, traffic:
+        vae.decode(z)
+    decoder = [m for name, m in vae.named_children() if name in ("decoder", "post_quant_conv")]
+    dec_params = sum(p.numel() for m in decoder for p in m.parameters())
+    params = sum(p.numel() for p in vae.parameters())
+    return {"flops": counter.get_total_flops(), "params": params, "decoder_params": dec_params,
+            "bytes": BF16 * dec_params + 2 * BF16 * traffic.written, "activation_bytes": 3 * BF16 * traffic.largest,
+            "codec": what}
+
+
+def codec_decode(cfg: StreamCharConfig, kind: str) -> dict:
+    """Decode cost of one chunk for kind 'video' or 'audio' (cached per config)."""
+    return _codec_decode(kind, json.dumps(cfg.to_dict(), sort_keys=True))
+
+
+# ---- the chunk -------------------------------------------------------------------------------------------
+
+def chunk_cost(cfg: StreamCharConfig, steps: int | None = None, prompt_tokens: int = 32,
+               transcript_tokens: int = 200, ref_audio_seconds: float = 5.0, history_seconds: float | None = None,
+               with_conditions: bool = True) -> dict:
+    """FLOPs and bytes moved per chunk, per part. Steps default to the student's (len(student_timesteps)).
+
+    Defaults: a 32-token prompt, 200 transcript tokens in E_txt (the spoken text of the 15 s window plus what
+    is still to come), 5 s of reference voice, the full history window, steady-state conditions.
+    """
+    steps = len(cfg.stream.student_timesteps) if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise StreamCharError(f"steps must be an integer >= 1, got {steps!r}")
+    tok = chunk_tokens(cfg, prompt_tokens, transcript_tokens, ref_audio_seconds, history_seconds, with_conditions)
+    video, audio = codec_decode(cfg, "video"), codec_decode(cfg, "audio")
+    parts = {
+        "orchestrator_prefix": orchestrator_prefix_pass(cfg, tok["ref_audio"], tok["text"], tok["history"]),
+        "orchestrator_steps": _orchestrator_steps(cfg, tok, steps),
+        "dit_conditions": dit_condition_pass(cfg, tok["conditions"], tok["prompt_context"]),
+        "dit_steps": dit_step_pass(cfg, tok["video"], tok["audio"], tok["conditions"], tok["prompt_context"], steps),
+        "video_decode": _pass(video["flops"], 0, video["bytes"], codec=video["codec"]),
+        "audio_decode": _pass(audio["flops"], 0, audio["bytes"], codec=audio["codec"]),
+    }
+    return {"steps": steps, "tokens": tok, "parts": parts,
+            "total_flops": sum(p["flops"] for p in parts.values()),
+            "total_bytes": sum(p["bytes"] for p in parts.values()),
+            "notes": "FLOPs: multiply-add = 2, matmuls/convs/attention products only, elementwise ops ignored, "
+                     "attention over the full matrix. Bytes: bf16 weights once per pass + KV caches; codecs also "
+                     "count unfused activation traffic. Prompt encoding (text encoder) runs once per stream, "
+                     "not per chunk."}
+
+
+# ---- memory ----------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=16)
+def _param_counts(cfg_json: str) -> dict:
+    from streamchar.pipeline import parameter_counts
+
+    return parameter_counts(StreamCharConfig.from_dict(json.loads(cfg_json)))
+
+
+class _VocabStub:
+    """Just enough of a tokenizer to build the tiny T5 prompt encoder on the meta device."""
+
+    pad_token_id, eos_token_id = 0, 1
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def text_encoder_params(cfg: StreamCharConfig) -> tuple[int, str]:
+    """Parameters of the prompt encoder and what they are.
+
+    paper (text dim 4096): UMT5-XXL encoder, counted from its config (vocab 256384, d_model 4096, 24 layers,
+    64 heads x 64, gated FFN 10240, a relative-position bias (32 buckets) per layer): ~5.7 B. Otherwise the tiny
+    T5 of `T5PromptEncoder.tiny`, built on the meta device with the orchestrator's vocab_size (an upper bound:
+    it uses the tokenizer's length).
+    """
+    if cfg.text.dim == 4096:
+        d, layers, heads, dkv, dff, vocab = 4096, 24, 64, 64, 10240, 256384
+        per_layer = 4 * d * heads * dkv + 3 * d * dff + 2 * d + 32 * heads  # q k v o, wi_0 wi_1 wo, 2 norms, bias
+        return vocab * d + layers * per_layer + d, "UMT5-XXL encoder (from its config)"
+    from streamchar.codecs import T5PromptEncoder
+
+    with torch.device("meta"):
+        enc = T5PromptEncoder.tiny(_VocabStub(cfg.orchestrator.vocab_size), dim=cfg.text.dim,
+                                   max_length=cfg.text.max_length)
+    return sum(p.numel() for p in enc.parameters()), "tiny T5 encoder (counted on the meta device)"
+
+
+def _layer_activation_bytes(n: int, dim: int, ffn: int) -> int:
+    """Inference working set of one transformer layer over n tokens, an approximation: bf16 x, normed input,
+    q, k, v, attention output (6 * dim), the FFN hidden (ffn), plus fp32 norm/modulation temporaries
+    (2 * dim at 4 bytes = 4 * dim bf16 elements). Flash / memory-efficient attention holds no L x L matrix."""
+    return BF16 * n * (10 * dim + ffn)
+
+
+def inference_memory(cfg: StreamCharConfig, chunk: dict) -> dict:
+    """Resident inference memory (GB): bf16 weights, KV caches, activations of the largest single pass."""
+    pc = _param_counts(json.dumps(cfg.to_dict(), sort_keys=True))
+    tok = chunk["tokens"]
+    text_params, text_what = text_encoder_params(cfg)
+    video, audio = codec_decode(cfg, "video"), codec_decode(cfg, "audio")
+    weights = {"dit": pc["dit"] * BF16, "orchestrator": (pc["orchestrator"] + pc["pap"]) * BF16,
+               "text_encoder": text_params * BF16,  # runs once per stream: could be offloaded after the prompt
+               "video_codec": video["params"] * BF16, "audio_codec": audio["params"] * BF16}
+    c, L = cfg.dit.dim, cfg.dit.num_layers
+    kv = {"orchestrator_prefix": _lm_kv_bytes(cfg, tok["prefix"] + tok["audio"]),  # prefix + one step's E_cond
+          "dit_conditions": L * 2 * c * tok["conditions"] * BF16,  # layers * 2 (K, V) * dim * L_cond * 2 bytes
+          "dit_prompt": L * 2 * c * tok["prompt_context"] * BF16}  # the cached prompt K, V of every block
+    o = cfg.orchestrator
+    n_noisy = tok["video"] + tok["audio"]
+    acts = {  # the largest single pass decides the activation peak
+        "dit_conditions": _layer_activation_bytes(tok["conditions"], c, cfg.dit.ffn_dim),
+        "dit_steps": _layer_activation_bytes(n_noisy, c, cfg.dit.ffn_dim)
+                     + 2 * (tok["conditions"] + n_noisy) * c * BF16,  # [cached | new] K, V concatenated
+        "orchestrator_prefix": _layer_activation_bytes(tok["prefix"], o.hidden_size, o.intermediate_size),
+        "video_decode": video["activation_bytes"], "audio_decode": audio["activation_bytes"]}
+    largest = max(acts, key=acts.get)
+    total = sum(weights.values()) + sum(kv.values()) + acts[largest]
+    to_gb = lambda d: {k: v / GB for k, v in d.items()}
+    return {"weights_gb": to_gb(weights), "kv_cache_gb": to_gb(kv), "activations_gb": to_gb(acts),
+            "largest_pass": largest, "total_gb": total / GB,
+            "notes": f"bf16 weights; text encoder = {text_what}; codecs = {video['codec']} / {audio['codec']}, "
+                     "encoder and decoder resident; activations = the largest single pass (approximation)."}
+
+
+def _dit_block_params(cfg: StreamCharConfig) -> int:
+    p = _dit_parts(cfg)
+    return p["qkv"] + p["o"] + p["cross_q_o"] + p["cross_kv"] + 2 * p["ffn"] + 6 * cfg.dit.dim
+
+
+def train_memory(cfg: StreamCharConfig, gpus: int = 8, stage: str = "pretrain", micro_batch: int = 1,
+                 **tokens) -> dict:
+    """Training memory per GPU (GB) with FSDP (full sharding) over `gpus` GPUs and mixed precision.
+
+    stage 'pretrain' (pretraining stage 2): DiT + orchestrator trainable. stage 'dmd' (distillation): the
+    generator (DiT) and the fake-score critic (a DiT copy) trainable; the real score (teacher DiT) and the
+    orchestrator frozen in bf16 (assumption: the paper does not say whether the orchestrator is tuned in DMD).
+    Latents and prompt embeddings are precomputed: no codec or text encoder is resident.
+    - trainable: bf16 param (2) + fp32 master (4) + AdamW m, v (2 x 4) + fp32 grad (4) = 18 bytes/param, / gpus
+    - frozen: bf16 (2 bytes/param), / gpus
+    - FSDP gather: the largest unit (a DiT block or the LM's embedding table) unsharded in bf16, x2 (prefetch)
+    - activations (not sharded: each GPU holds its own micro-batch), per-layer activation checkpointing:
+      each layer's bf16 input is stored (layers x L x dim x 2 bytes) and one layer is recomputed in backward,
+      ~34 x L x dim bytes (Korthikanti et al. 2022, bf16, without the 5as^2 attention-matrix term that flash /
+      memory-efficient attention avoids). The DiT trains on the full sequence [conditions | video | audio];
+      the orchestrator on [prefix | E_cond].
+    """
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise StreamCharError(f"gpus must be an integer >= 1, got {gpus!r}")
+    if stage not in ("pretrain", "dmd"):
+        raise StreamCharError(f"stage must be 'pretrain' or 'dmd', got {stage!r}")
+    pc = _param_counts(json.dumps(cfg.to_dict(), sort_keys=True))
+    tok = chunk_tokens(cfg, **tokens)
+    dit, orch = pc["dit"], pc["orchestrator"] + pc["pap"]
+    trainable, frozen = (dit + orch, 0) if stage == "pretrain" else (2 * dit, dit + orch)
+    o, d = cfg.orchestrator, cfg.dit
+    unit = max(_dit_block_params(cfg), o.vocab_size * o.hidden_size)  # largest FSDP unit
+    L_dit = tok["conditions"] + tok["video"] + tok["audio"]
+    L_lm = tok["prefix"] + tok["audio"]
+    stored = micro_batch * d.num_layers * L_dit * d.dim * BF16  # checkpointed DiT layer inputs
+    working = micro_batch * 34 * L_dit * d.dim  # one DiT layer recomputed in backward
+    if stage == "pretrain":  # the orchestrator trains too: its stored inputs coexist; one layer recomputed at a time
+        stored += micro_batch * o.num_layers * L_lm * o.hidden_size * BF16
+        working = max(working, micro_batch * 34 * L_lm * o.hidden_size)
+    acts = stored + working
+    parts = {"params_grads_optimizer": 18 * trainable / gpus, "frozen_weights": BF16 * frozen / gpus,
+             "fsdp_gather": 2 * BF16 * unit, "activations": acts}
+    out = {k: v / GB for k, v in parts.items()}
+    return {"stage": stage, "gpus": gpus, "micro_batch": micro_batch, "trainable_params": trainable,
+            "frozen_params": frozen, "sequence": {"dit": L_dit, "orchestrator": L_lm}, "per_gpu_gb": out,
+            "total_per_gpu_gb": sum(out.values())}
+
+
+# ---- latency ---------------------------------------------------------------------------------------------
+
+def estimate(cfg: StreamCharConfig, gpu: str, mfu: float = 0.4, bandwidth_eff: float = 0.7, **chunk_kwargs) -> dict:
+    """Roofline latency per part and per chunk, real-time factor, inference memory.
+
+    time(part) = max(FLOPs / (peak x mfu), bytes / (bandwidth x bandwidth_eff)): compute- or memory-bound,
+    whichever is slower, with derating factors for what kernels reach in practice. rtf = chunk latency /
+    chunk duration (< 1 means faster than real time). The parts run one after another (no overlap assumed).
+    """
+    spec = gpu_spec(gpu)
+    if not 0 < mfu <= 1 or not 0 < bandwidth_eff <= 1:
+        raise StreamCharError(f"mfu and bandwidth_eff must be in (0, 1], got {mfu} and {bandwidth_eff}")
+    chunk = chunk_cost(cfg, **chunk_kwargs)
+    flops_s = spec["bf16_tflops"] * 1e12 * mfu  # sustained FLOP/s
+    bytes_s = spec["bandwidth_tbs"] * 1e12 * bandwidth_eff  # sustained bytes/s
+    latency, bound = {}, {}
+    for name, p in chunk["parts"].items():
+        t_compute, t_memory = p["flops"] / flops_s, p["bytes"] / bytes_s
+        latency[name] = max(t_compute, t_memory)
+        bound[name] = "compute" if t_compute >= t_memory else "memory"
+    total = sum(latency.values())
+    llm_dit = sum(v for k, v in latency.items() if k.startswith(("orchestrator", "dit")))
+    memory = inference_memory(cfg, chunk)
+    return {"gpu": spec, "mfu": mfu, "bandwidth_eff": bandwidth_eff, "chunk": chunk,
+            "latency_s": latency, "bound": bound, "llm_dit_s": llm_dit,
+            "decode_s": latency["video_decode"] + latency["audio_decode"], "total_s": total,
+            "chunk_seconds": cfg.chunk_seconds, "rtf": total / cfg.chunk_seconds,
+            "real_time": total < cfg.chunk_seconds, "memory": memory,
+            "fits": memory["total_gb"] <= spec["memory_gb"],
+            "paper_h100": PAPER_H100 if cfg.preset == "paper" else None}
+
+
+def cost_report(cfg: StreamCharConfig, gpu: str, train_gpus: int = 8) -> dict:
+    """Everything for `streamchar cost`: chunk cost, latency and memory estimate, FSDP training memory."""
+    report = estimate(cfg, gpu)
+    report["preset"] = cfg.preset
+    report["train"] = {stage: train_memory(cfg, gpus=train_gpus, stage=stage) for stage in ("pretrain", "dmd")}
+    return report
+
+
+def _fmt(x: float) -> str:
+    """1 decimal from 10 up, 3 significant digits below (tiny configs have tiny numbers)."""
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def format_report(report: dict) -> str:
+    """A readable table of `cost_report`'s dict (the dict itself is the JSON form)."""
+    g, ch, tok = report["gpu"], report["chunk"], report["chunk"]["tokens"]
+    lines = [
+        f"streamchar cost: preset {report.get('preset', '?')} on {g['name']} ({g['bf16_tflops']:g} TFLOP/s bf16, "
+        f"{g['bandwidth_tbs']:g} TB/s, {g['memory_gb']:g} GB); roofline at MFU {report['mfu']:.2f}, "
+        f"bandwidth efficiency {report['bandwidth_eff']:.2f}",
+        f"chunk: {report['chunk_seconds']:.3f} s, {ch['steps']} steps; tokens: DiT noisy {tok['video']} video + "
+        f"{tok['audio']} audio, conditions {tok['conditions']}, prompt {tok['prompt_context']}; orchestrator "
+        f"prefix {tok['prefix']} (ref {tok['ref_audio']} + text {tok['text']} + history {tok['history']})",
+        "",
+        f"{'part':<22}{'passes':>7}{'GFLOP':>12}{'GB moved':>10}{'ms':>10}  bound",
+    ]
+    for name, p in ch["parts"].items():
+        lines.append(f"{name:<22}{p['passes']:>7}{_fmt(p['flops'] / 1e9):>12}{_fmt(p['bytes'] / GB):>10}"
+                     f"{_fmt(report['latency_s'][name] * 1e3):>10}  {report['bound'][name]}")
+    lines.append(f"{'total':<22}{'':>7}{_fmt(ch['total_flops'] / 1e9):>12}{_fmt(ch['total_bytes'] / GB):>10}"
+                 f"{_fmt(report['total_s'] * 1e3):>10}")
+    rt = "real time" if report["real_time"] else "slower than real time"
+    lines.append(f"estimate: LLM+DiT {_fmt(report['llm_dit_s'])} s, decode {_fmt(report['decode_s'])} s, chunk "
+                 f"{_fmt(report['total_s'])} s -> RTF {report['rtf']:.3g} ({rt}; budget {report['chunk_seconds']:.3f} s)")
+    if report.get("paper_h100"):
+        p = report["paper_h100"]
+        lines.append(f"paper's reported numbers ({p['source']}): LLM+DiT {p['llm_dit_s']} s, VAE decode "
+                     f"~{p['vae_decode_s']} s, all-in ~{p['total_s']} s")
+    m = report["memory"]
+    lines += ["", f"inference memory (GB): total {_fmt(m['total_gb'])} "
+                  f"({'fits' if report['fits'] else 'does NOT fit'} in {g['memory_gb']:g} GB)"]
+    lines.append("  weights   " + ", ".join(f"{k} {_fmt(v)}" for k, v in m["weights_gb"].items()))
+    lines.append("  KV cache  " + ", ".join(f"{k} {_fmt(v)}" for k, v in m["kv_cache_gb"].items()))
+    lines.append(f"  activations (largest pass: {m['largest_pass']}) {_fmt(m['activations_gb'][m['largest_pass']])}")
+    for stage, t in report.get("train", {}).items():
+        parts = ", ".join(f"{k} {_fmt(v)}" for k, v in t["per_gpu_gb"].items())
+        lines.append(f"training ({stage}, FSDP over {t['gpus']} GPUs, micro-batch {t['micro_batch']}): "
+                     f"{_fmt(t['total_per_gpu_gb'])} GB per GPU ({parts})")
+    return "\n".join(lines)
+
+
+# ---- checking the formulas against torch's FLOP counter --------------------------------------------------
+
+def flops_check(cfg: StreamCharConfig, **tokens) -> dict:
+    """Run small-config modules (e.g. `tiny`) on the CPU under FlopCounterMode and compare with the formulas.
+
+    SDPA is forced to its math backend: torch's CPU flash kernel is not counted by FlopCounterMode, the math
+    path is (as its matmuls, over the full matrix). Returns {pass: {counted, predicted, ratio}}.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from streamchar.models.dit import JointDiT
+    from streamchar.models.orchestrator import Orchestrator
+
+    tok = chunk_tokens(cfg, **tokens)
+    h, w = cfg.latent_size
+    C, K, ca = cfg.video.latent_channels, cfg.video_latent_frames, cfg.audio.latent_channels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        dit = JointDiT(cfg.dit, C, ca, cfg.text.dim, cfg.audio_rope_scale, K).eval()
+        orch = Orchestrator(cfg.orchestrator, ca, cfg.dit.dim, cfg.pap.dim).eval()
+        context = torch.randn(1, cfg.text.max_length, cfg.text.dim)
+        conds = dit.condition_frames(torch.randn(1, C, 1, h, w), torch.randn(1, C, K, h, w), torch.randn(1, C, K, h, w))
+        x_v, x_a = torch.randn(1, C, K, h, w), torch.randn(1, tok["audio"], ca)
+        c_a, t = torch.randn(1, tok["audio"], cfg.dit.dim), torch.tensor([0.5])
+        ref, hist = torch.randn(1, tok["ref_audio"], ca), torch.randn(1, tok["history"], ca)
+        ids = torch.randint(0, cfg.orchestrator.vocab_size, (1, tok["text"]))
+
+    def count(fn):
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            out = fn()
+        return counter.get_total_flops(), out
+
+    counted = {}
+    counted["dit_conditions"], cache = count(lambda: dit.encode_conditions(conds, context))
+    counted["dit_step"], _ = count(lambda: dit(x_v, x_a, c_a, t, cache))
+    counted["orchestrator_prefix"], prefix = count(lambda: orch.encode_prefix(ref, ids, tok["text"] - tok["transcript"], hist))
+    counted["orchestrator_step"], _ = count(lambda: orch.condition(prefix, x_a, t))
+    predicted = {
+        "dit_conditions": dit_condition_pass(cfg, tok["conditions"], tok["prompt_context"])["flops"],
+        "dit_step": dit_step_pass(cfg, tok["video"], tok["audio"], tok["conditions"], tok["prompt_context"])["flops"],
+        "orchestrator_prefix": orchestrator_prefix_pass(cfg, tok["ref_audio"], tok["text"], tok["history"])["flops"],
+        "orchestrator_step": orchestrator_step_pass(cfg, tok["prefix"], tok["audio"]),
+    }
+    return {k: {"counted": counted[k], "predicted": predicted[k], "ratio": predicted[k] / max(counted[k], 1)}
+            for k in predicted}
