@@ -64,3 +64,21 @@ def test_load_tokenizer_errors(tmp_path):
 def test_bad_vocab_size():
     with pytest.raises(StreamCharError, match="100"):
         build_tiny_tokenizer(100)
+
+
+def test_a_qwen2_tokenizer_folder_loads(tok, tmp_path):
+    """A Qwen2 tokenizer as users have it on disk. In transformers 5 it must be built from vocab and merges
+    objects (its vocab_file / merges_file arguments are ignored and give an empty tokenizer)."""
+    import json
+
+    from transformers import Qwen2Tokenizer
+
+    model = json.loads(tok.backend_tokenizer.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    qwen = Qwen2Tokenizer(vocab=model["vocab"], merges=merges)
+    text = "Hello there, streaming character!"
+    ids = qwen(text)["input_ids"]
+    assert len(ids) < len(text.encode())  # merges are applied: fewer tokens than bytes
+    qwen.save_pretrained(tmp_path / "qwen")
+    back = load_tokenizer(tmp_path / "qwen")
+    assert back(text)["input_ids"] == ids and back.decode(ids) == text
