@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages: espeak-ng speaks SynthTalk's sentences (libespeak-ng, through ctypes).
-if ! ldconfig -p 2>/dev/null | grep -q libespeak-ng; then
+if ! ldconfig -p 2>/dev/null | grep libespeak-ng >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
   else
