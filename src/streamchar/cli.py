@@ -141,6 +141,15 @@ def cmd_cost(args) -> int:
     return 0
 
 
+def cmd_data_synthtalk(args) -> int:
+    from streamchar.data.synthtalk import generate
+
+    summary = generate(args.out, args.num, seed=args.seed, size=args.size, long=args.long,
+                       shard_size=args.shard_size, workers=args.workers, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -186,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--gpus", type=int, default=8, help="GPUs for the FSDP training-memory estimate")
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=cmd_cost)
+
+    d = sub.add_parser("data", help="data sets").add_subparsers(dest="dataset", required=True)
+    st = d.add_parser("synthtalk", help="generate SynthTalk clips into WebDataset shards")
+    st.add_argument("--num", type=int, required=True, help="clips to generate")
+    st.add_argument("--out", required=True, help="output folder (created; its parent must exist)")
+    st.add_argument("--size", type=int, default=64, help="frame size in pixels (multiple of 16)")
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--long", type=int, default=0, help="how many of the clips are long (>= 60 s)")
+    st.add_argument("--shard-size", type=int, default=50, help="clips per shard")
+    st.add_argument("--workers", type=int, default=None, help="processes (default: the CPU cores)")
+    st.add_argument("--quiet", action="store_true")
+    st.set_defaults(func=cmd_data_synthtalk)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Synthetic training data (SynthTalk): speech, timings and the like."""

@@ -1,0 +1,210 @@
+"""SynthTalk: a talking-character data set the project generates itself.
+
+One clip = a transcript from the corpus, spoken by one espeak-ng voice (with word and phoneme timings), and a
+2D character whose mouth follows the phonemes, who blinks, sways and gestures while speaking. Clips are
+5-20 s; `long` clips are >= 60 s, for long-horizon tests. Splits: train clips use train sentences and the
+train identities; val and test clips use their own sentences and the held-out identities.
+
+Shards are WebDataset tars (`synthtalk-{split}-{n:05d}.tar`): per clip `{key}.mp4` (H.264 + AAC) and
+`{key}.json` (transcript, word and phoneme timings, identity, voice, split). Everything is deterministic by
+seed: the same seed gives the same audio samples and frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamchar.data.corpus import sentences
+from streamchar.errors import StreamCharError
+
+LEAD_S = 0.4  # idle silence before the first word and after the last
+WORDS_PER_SECOND = 2.6  # espeak-ng at ~160 wpm, used only to plan transcript lengths
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ClipSpec:
+    key: str
+    split: str
+    sentences: list[str]
+    identity: int
+    voice: int
+    seed: int
+    max_seconds: float  # drop trailing sentences until the speech fits
+
+
+def plan(num: int, seed: int = 0, long: int = 0, val_fraction: float = 0.05, test_fraction: float = 0.05,
+         min_seconds: float = 5.0, max_seconds: float = 20.0) -> list[ClipSpec]:
+    """Which clips to make: split, sentences, identity, voice. Deterministic by seed."""
+    from streamchar.data.render import HELDOUT_IDENTITIES, TRAIN_IDENTITIES
+    from streamchar.data.speech import VOICES
+
+    if num < 1:
+        raise StreamCharError(f"--num must be >= 1, got {num}")
+    if long < 0 or long > num:
+        raise StreamCharError(f"--long must be between 0 and --num ({num}), got {long}")
+    n_val = max(1, round(num * val_fraction)) if num >= 3 else 0
+    n_test = max(1, round(num * test_fraction)) if num >= 3 else 0
+    splits = ["val"] * n_val + ["test"] * n_test + ["train"] * (num - n_val - n_test)
+    rng = np.random.default_rng(seed)
+    need = {s: 8 * splits.count(s) + 20 * long + 64 for s in SPLITS}  # sentences each split may use
+    pools = {s: iter(sentences(s, need[s], seed)) for s in SPLITS}
+    is_long = set(rng.choice(num, long, replace=False).tolist()) if long else set()
+    specs = []
+    for i, split in enumerate(splits):
+        target = 65.0 if i in is_long else rng.uniform(min_seconds, max_seconds - 2.0)
+        texts, words = [], 0
+        while words < target * WORDS_PER_SECOND:
+            texts.append(next(pools[split]))
+            words += len(texts[-1].split())
+        ids = TRAIN_IDENTITIES if split == "train" else HELDOUT_IDENTITIES
+        specs.append(ClipSpec(key=f"{split}-{i:06d}", split=split, sentences=texts,
+                              identity=int(ids[rng.integers(len(ids))]), voice=int(rng.integers(len(VOICES))),
+                              seed=int(rng.integers(2**31)), max_seconds=1e9 if i in is_long else max_seconds))
+    return specs
+
+
+def make_clip(spec: ClipSpec, size: int = 64, fps: int = 24) -> tuple[bytes, dict]:
+    """Speak and render one clip -> (MP4 bytes, metadata)."""
+    from streamchar.data.render import IDENTITIES, render_clip
+    from streamchar.data.speech import VOICES, synthesize
+    from streamchar.streaming.writer import MP4Writer
+
+    voice = VOICES[spec.voice]
+    texts = list(spec.sentences)
+    while True:  # drop trailing sentences until the clip fits its length
+        speech = synthesize(" ".join(texts), voice)
+        duration = len(speech.audio) / speech.sample_rate + 2 * LEAD_S
+        if duration <= spec.max_seconds or len(texts) == 1:
+            break
+        texts.pop()
+    sr = speech.sample_rate
+    n_frames = int(np.ceil(duration * fps))
+    duration = n_frames / fps  # whole frames; the audio is padded with silence to match exactly
+    lead = int(round(LEAD_S * sr))
+    audio = np.zeros(int(round(duration * sr)), dtype=np.float32)
+    audio[lead: lead + len(speech.audio)] = speech.audio[: len(audio) - lead]
+    words = [dataclasses.replace(w, start=w.start + LEAD_S, end=w.end + LEAD_S) for w in speech.words]
+    phonemes = [dataclasses.replace(p, start=p.start + LEAD_S, end=p.end + LEAD_S) for p in speech.phonemes]
+    frames = render_clip(IDENTITIES[spec.identity], [(p.ipa, p.start, p.end) for p in phonemes],
+                         [(w.start, w.end) for w in words], duration, size=size, fps=fps, seed=spec.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        with MP4Writer(path, fps=fps, width=size, height=size, sample_rate=sr, channels=1) as writer:
+            writer.write(frames, audio)
+        mp4 = path.read_bytes()
+    meta = {
+        "key": spec.key, "split": spec.split, "text": " ".join(texts), "duration": duration, "fps": fps,
+        "frames": n_frames, "size": size, "sample_rate": sr, "identity": spec.identity,
+        "voice": {"index": spec.voice, **dataclasses.asdict(voice)}, "seed": spec.seed,
+        "words": [{"text": w.text, "start": round(w.start, 4), "end": round(w.end, 4),
+                   "char_start": w.char_start, "char_end": w.char_end} for w in words],
+        "phonemes": [{"ipa": p.ipa, "start": round(p.start, 4), "end": round(p.end, 4)} for p in phonemes],
+    }
+    return mp4, meta
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed metadata: same seed -> same bytes
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _make(args):
+    spec, size, fps = args
+    return spec, *make_clip(spec, size, fps)
+
+
+def generate(out: str | Path, num: int, seed: int = 0, size: int = 64, long: int = 0, shard_size: int = 50,
+             workers: int | None = None, progress: bool = True) -> dict:
+    """Generate `num` clips into WebDataset shards under `out`. Returns a summary (also written as index.json)."""
+    import multiprocessing as mp
+
+    import tqdm
+
+    from streamchar.data.speech import espeak_available
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise StreamCharError(f"--out: folder {out.parent} does not exist")
+    if size < 16 or size % 16:
+        raise StreamCharError(f"--size must be a multiple of 16 (>= 16), got {size}")
+    if not espeak_available():
+        raise StreamCharError("espeak-ng is not installed: apt-get install -y espeak-ng")
+    specs = plan(num, seed, long)
+    out.mkdir(exist_ok=True)
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    shards: dict[str, list] = {s: [] for s in SPLITS}
+    open_tars: dict[str, tuple] = {}
+    counts = {s: 0 for s in SPLITS}
+
+    def close(split):
+        tar, tmp, final = open_tars.pop(split)
+        tar.close()
+        os.replace(tmp, final)
+        shards[split].append(final.name)
+
+    jobs = [(s, size, 24) for s in specs]
+    ctx = mp.get_context("spawn")  # no fork: libespeak-ng keeps global state
+    with ctx.Pool(workers) if workers > 1 else _Serial() as pool, \
+            tqdm.tqdm(total=num, unit="clip", disable=not progress, desc="synthtalk") as bar:
+        for spec, mp4, meta in pool.imap(_make, jobs):
+            split = spec.split
+            if split not in open_tars:
+                final = out / f"synthtalk-{split}-{len(shards[split]):05d}.tar"
+                tmp = final.with_name(f".{final.name}.partial")
+                open_tars[split] = (tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT), tmp, final)
+            tar = open_tars[split][0]
+            _add(tar, f"{spec.key}.mp4", mp4)
+            _add(tar, f"{spec.key}.json", json.dumps(meta, sort_keys=True).encode())
+            counts[split] += 1
+            if counts[split] % shard_size == 0:
+                close(split)
+            bar.update(1)
+    for split in list(open_tars):
+        close(split)
+    summary = {"clips": counts, "shards": shards, "seed": seed, "size": size, "fps": 24, "long": long}
+    tmp = out / ".index.json.partial"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "index.json")
+    return summary
+
+
+class _Serial:
+    """A stand-in for a process pool when workers == 1."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap(self, fn, items):
+        return map(fn, items)
+
+
+def read_shard(path: str | Path):
+    """Yield (key, mp4 bytes, metadata) from one SynthTalk shard; a corrupt shard is an error naming it."""
+    path = Path(path)
+    try:
+        with tarfile.open(path) as tar:
+            members = {}
+            for m in tar:
+                key, ext = m.name.rsplit(".", 1)
+                members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+                if {"mp4", "json"} <= members[key].keys():
+                    item = members.pop(key)
+                    yield key, item["mp4"], json.loads(item["json"])
+        if members:
+            raise ValueError(f"incomplete samples {sorted(members)[:3]} (each needs .mp4 and .json)")
+    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError, ValueError) as e:
+        raise StreamCharError(f"corrupt SynthTalk shard {path}: {e}") from None
