@@ -1,23 +1,13 @@
-"""SynthTalk renderer: determinism, shapes, identities, lip shapes, blinks, motion, speed."""
+"""SynthTalk renderer: determinism, shapes, distinct identities, lip shapes, blinks, motion, speed (in pixels)."""
 
 import time
 
 import numpy as np
 import pytest
 
-from streamchar.data.render import (
-    HELDOUT_IDENTITIES,
-    IDENTITIES,
-    TRAIN_IDENTITIES,
-    VISEME_SHAPES,
-    Identity,
-    Motion,
-    MouthTrack,
-    eye_box,
-    mouth_box,
-    render_clip,
-    viseme_of,
-)
+from streamchar.data.identity import IDENTITIES
+from streamchar.data.motion import Motion
+from streamchar.data.render import eye_box, mouth_box, render_clip
 from streamchar.errors import StreamCharError
 
 WORDS = [(0.2, 0.6), (0.7, 1.3), (1.4, 1.9), (2.3, 2.8), (2.9, 3.6), (3.7, 4.4), (4.6, 5.2), (5.3, 5.9)]
@@ -50,10 +40,7 @@ def test_shape_dtype(size):
     assert render_clip(IDENTITIES[0], [], [], 0.0).shape == (0, 64, 64, 3)
 
 
-def test_identities_distinct():
-    assert len(IDENTITIES) >= 24
-    assert sorted(TRAIN_IDENTITIES + HELDOUT_IDENTITIES) == list(range(len(IDENTITIES)))
-    assert TRAIN_IDENTITIES == list(range(16))
+def test_identities_render_distinct():
     frames = np.stack([render_clip(idn, [], [], 1 / 24)[0] for idn in IDENTITIES]).astype(np.float32)
     means = frames.mean((1, 2))
     n = len(IDENTITIES)
@@ -61,9 +48,6 @@ def test_identities_distinct():
         for j in range(i + 1, n):
             assert np.abs(means[i] - means[j]).max() > 2.0, (i, j)
             assert np.abs(frames[i] - frames[j]).mean() > 10.0, (i, j)
-    assert len({idn.hair_style for idn in IDENTITIES}) >= 4
-    assert len({idn.clothes_style for idn in IDENTITIES}) >= 3
-    assert len({idn.accessory for idn in IDENTITIES}) == 3
 
 
 def test_open_vowel_shows_more_dark_mouth_than_closed_m():
@@ -74,29 +58,11 @@ def test_open_vowel_shows_more_dark_mouth_than_closed_m():
         x0, y0, x1, y1 = mouth_box(idn, 64)
         dark = (_lum(clip[:, y0:y1, x0:x1]) < 50).sum((1, 2))
         assert dark[6:18].max() <= 1 and dark[30:42].min() >= 4, (i, dark)
-    track = MouthTrack(phon, 2.0)
-    assert track.mouth_opening(36) > 0.8 and track.mouth_opening(12) < 0.05
-
-
-def test_mouth_track_coarticulation():
-    track = MouthTrack([("a", 0.5, 1.0), ("u", 1.0, 1.5)], 2.0)
-    o = track.opening
-    assert o.shape == (48,)
-    assert abs(o[5] - VISEME_SHAPES["rest"][0]) < 1e-3  # silence = rest
-    assert track.visemes[18] == "open" and track.visemes[30] == "round_u"
-    assert np.abs(track.params[18] - VISEME_SHAPES["open"]).max() < 0.02
-    # a ~40 ms blend: the frame on the boundary is in between, not a jump
-    assert VISEME_SHAPES["round_u"][0] + 0.1 < o[24] < VISEME_SHAPES["open"][0] - 0.1
-    # a short phoneme (50 ms) between frame times still shows up
-    blip = MouthTrack([("a", 0.45, 0.5)], 1.0).opening
-    assert blip.max() > 0.3
 
 
 def test_blink_closes_eyes():
     idn = IDENTITIES[2]
-    motion = Motion(3, [], 6.0)
-    closed = np.where(motion.eyes == 0)[0]
-    assert 2 <= len(closed) and closed[0] >= 3
+    closed = np.where(Motion(3, [], 6.0).eyes == 0)[0]
     clip = render_clip(idn, [], [], 6.0, seed=3).astype(np.float32)
     for side in (-1, 1):
         x0, y0, x1, y1 = eye_box(idn, 64, side)
@@ -105,9 +71,6 @@ def test_blink_closes_eyes():
         blink_change = np.abs(eye[j] - eye[j - 2]).mean()
         open_change = np.abs(eye[j - 2] - eye[j - 4]).mean()
         assert blink_change > 3 * open_change + 2, (blink_change, open_change)
-    # blinks recur every 2-6 s
-    starts = closed[np.r_[True, np.diff(closed) > 1]] / 24
-    assert len(starts) >= 1 and np.all(np.diff(starts) > 1.9) and np.all(np.diff(starts) < 6.5)
 
 
 def test_motion_speaking_more_than_idle():
@@ -118,15 +81,9 @@ def test_motion_speaking_more_than_idle():
     d_idle = np.abs(np.diff(idle, axis=0)).mean()
     assert d_idle > 0.01  # breathing / sway in silence
     assert d_talk > 2 * d_idle
-    m = Motion(1, WORDS, 6.0)
-    assert m.arm.max() > 0.5  # at least one gesture while speaking
-    assert Motion(1, [], 6.0).arm.max() == 0.0
 
 
-def test_unknown_and_decorated_phonemes():
-    assert viseme_of("ˈaɪ") == "open" and viseme_of("ˌuː") == "round_u" and viseme_of("p") == "closed"
-    assert viseme_of("t͡ʃ") == "sh" and viseme_of("n̩") == "small" and viseme_of("ɑːɹ") == "open"
-    assert viseme_of("☃") == "neutral" and viseme_of("ˈ") == "rest" and viseme_of("_") == "rest"
+def test_unknown_and_decorated_phonemes_render():
     phon = [("☃", 0.0, 0.2), ("ˈ", 0.2, 0.3), ("", 0.3, 0.4), ("qqq", 0.4, 0.6), ("ɑːɹ", 0.6, 0.8)]
     clip = render_clip(IDENTITIES[1], phon, [(0.0, 0.8)], 1.0)
     assert clip.shape == (24, 64, 64, 3)
@@ -141,8 +98,6 @@ def test_bad_inputs_raise():
         render_clip(IDENTITIES[0], [], [(0.0, "x")], 1.0)
     with pytest.raises(StreamCharError):
         render_clip(IDENTITIES[0], [], [], -1.0)
-    with pytest.raises(StreamCharError):
-        Identity(**{**IDENTITIES[0].__dict__, "hair_style": "mullet"})
 
 
 def test_speed_64px():

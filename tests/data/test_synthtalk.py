@@ -7,7 +7,7 @@ import pytest
 
 from streamchar.cli import main
 from streamchar.data import synthtalk
-from streamchar.data.render import HELDOUT_IDENTITIES, TRAIN_IDENTITIES
+from streamchar.data.identity import HELDOUT_IDENTITIES, TRAIN_IDENTITIES
 from streamchar.data.speech import espeak_available
 from streamchar.errors import StreamCharError
 

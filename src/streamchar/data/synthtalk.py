@@ -45,7 +45,7 @@ class ClipSpec:
 def plan(num: int, seed: int = 0, long: int = 0, val_fraction: float = 0.05, test_fraction: float = 0.05,
          min_seconds: float = 5.0, max_seconds: float = 20.0) -> list[ClipSpec]:
     """Which clips to make: split, sentences, identity, voice. Deterministic by seed."""
-    from streamchar.data.render import HELDOUT_IDENTITIES, TRAIN_IDENTITIES
+    from streamchar.data.identity import HELDOUT_IDENTITIES, TRAIN_IDENTITIES
     from streamchar.data.speech import VOICES
 
     if num < 1:
@@ -75,7 +75,8 @@ def plan(num: int, seed: int = 0, long: int = 0, val_fraction: float = 0.05, tes
 
 def make_clip(spec: ClipSpec, size: int = 64, fps: int = 24) -> tuple[bytes, dict]:
     """Speak and render one clip -> (MP4 bytes, metadata)."""
-    from streamchar.data.render import IDENTITIES, render_clip
+    from streamchar.data.identity import IDENTITIES
+    from streamchar.data.render import render_clip
     from streamchar.data.speech import VOICES, synthesize
     from streamchar.streaming.writer import MP4Writer
 

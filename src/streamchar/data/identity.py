@@ -1,0 +1,101 @@
+"""SynthTalk characters: how one character looks (`Identity`) and the fixed set of identities.
+
+Lengths are in "u" units: fractions of the image side (0..1, y pointing down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamchar.errors import StreamCharError
+
+RGB = tuple[int, int, int]
+
+HAIR_STYLES = ("short", "long", "bun", "bald", "cap", "afro")
+CLOTHES_STYLES = ("shirt", "collar", "jacket")
+ACCESSORIES = ("none", "glasses", "earrings")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How one character looks. Lengths are in u units (fractions of the image side)."""
+
+    name: str
+    face_aspect: float  # face width / height, about 0.75..0.95
+    jaw_width: float  # lower-face width factor, about 0.7..1.0 (smaller = pointier chin)
+    skin: RGB
+    hair_style: str  # one of HAIR_STYLES
+    hair_color: RGB
+    eye_color: RGB
+    eye_spacing: float  # eye centre distance from the face midline, about 0.055..0.075
+    brow_thickness: float  # about 0.007..0.016
+    clothes_color: RGB
+    clothes_style: str  # one of CLOTHES_STYLES
+    accent_color: RGB  # cap, shirt collar, shirt under a jacket
+    background: tuple[RGB, RGB]  # top and bottom colour of a vertical gradient (equal = flat)
+    accessory: str = "none"  # one of ACCESSORIES
+
+    def __post_init__(self):
+        for field, value, allowed in (
+            ("hair_style", self.hair_style, HAIR_STYLES),
+            ("clothes_style", self.clothes_style, CLOTHES_STYLES),
+            ("accessory", self.accessory, ACCESSORIES),
+        ):
+            if value not in allowed:
+                raise StreamCharError(f"Identity {field}={value!r}: expected one of {', '.join(allowed)}")
+
+
+_SKINS = [(255, 222, 196), (243, 198, 165), (226, 176, 136), (200, 140, 100), (168, 110, 76),
+          (128, 84, 58), (98, 64, 46), (236, 192, 152)]
+_HAIR_COLORS = [(24, 20, 18), (62, 42, 28), (112, 72, 40), (176, 128, 70), (226, 196, 120), (164, 64, 32),
+                (196, 196, 202), (56, 72, 170), (176, 62, 128)]
+_EYE_COLORS = [(66, 42, 26), (96, 64, 34), (52, 104, 168), (60, 132, 84), (112, 112, 124)]
+_CLOTHES = [(200, 52, 52), (44, 92, 184), (40, 142, 82), (232, 184, 44), (122, 62, 164), (236, 236, 236),
+            (44, 44, 50), (232, 124, 44), (32, 152, 160), (150, 100, 70), (222, 104, 144), (92, 102, 114)]
+_ACCENTS = [(250, 250, 250), (30, 30, 36), (210, 40, 40), (250, 210, 60), (60, 160, 220), (120, 200, 120)]
+_BACKGROUNDS = [(72, 92, 124), (184, 204, 224), (232, 222, 202), (92, 132, 102), (204, 174, 204), (62, 62, 72),
+                (242, 204, 164), (132, 172, 204), (212, 232, 212), (124, 92, 112), (250, 240, 150),
+                (160, 110, 90)]
+
+
+def make_identities(n: int = 24, seed: int = 20240611) -> list[Identity]:
+    """`n` distinct identities from hand-picked palettes and a seeded RNG (always the same list)."""
+    rng = np.random.default_rng(seed)
+    perms = {k: rng.permutation(len(p)) for k, p in
+             (("skin", _SKINS), ("hair", _HAIR_COLORS), ("eye", _EYE_COLORS), ("clothes", _CLOTHES),
+              ("accent", _ACCENTS), ("bg", _BACKGROUNDS))}
+
+    def pick(key, palette, i):
+        return palette[perms[key][i % len(palette)]]
+
+    out = []
+    for i in range(n):
+        top = pick("bg", _BACKGROUNDS, i)
+        if rng.random() < 0.5:  # two-colour gradient
+            bottom = _BACKGROUNDS[perms["bg"][(i + 5) % len(_BACKGROUNDS)]]
+        else:
+            bottom = top
+        out.append(Identity(
+            name=f"synthtalk-{i:02d}",
+            face_aspect=round(float(rng.uniform(0.76, 0.94)), 3),
+            jaw_width=round(float(rng.uniform(0.70, 1.0)), 3),
+            skin=pick("skin", _SKINS, i + i // len(_SKINS)),
+            hair_style=HAIR_STYLES[i % len(HAIR_STYLES)],
+            hair_color=pick("hair", _HAIR_COLORS, i),
+            eye_color=pick("eye", _EYE_COLORS, i),
+            eye_spacing=round(float(rng.uniform(0.056, 0.074)), 4),
+            brow_thickness=round(float(rng.uniform(0.007, 0.016)), 4),
+            clothes_color=pick("clothes", _CLOTHES, i + i // len(_CLOTHES)),
+            clothes_style=CLOTHES_STYLES[(i // len(HAIR_STYLES) + i) % len(CLOTHES_STYLES)],
+            accent_color=pick("accent", _ACCENTS, i),
+            background=(top, bottom),
+            accessory=str(rng.choice(ACCESSORIES, p=[0.5, 0.3, 0.2])),
+        ))
+    return out
+
+
+IDENTITIES: list[Identity] = make_identities(24)
+TRAIN_IDENTITIES: list[int] = list(range(16))
+HELDOUT_IDENTITIES: list[int] = list(range(16, len(IDENTITIES)))
