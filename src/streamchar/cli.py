@@ -150,6 +150,29 @@ def cmd_data_synthtalk(args) -> int:
     return 0
 
 
+def cmd_data_encode(args) -> int:
+    if not Path(args.shards).is_dir():
+        raise StreamCharError(f"--shards folder not found: {args.shards}")
+    out = _parent_exists(args.out, "--out")
+    if (args.checkpoint is None) == (not args.random_init):
+        raise StreamCharError("choose the codecs: --checkpoint DIR (trained) or --random-init (random, for tests)")
+    from streamchar.config import preset
+    from streamchar.data.latents import encode_shards
+    from streamchar.device import pick_device
+    from streamchar.pipeline import StreamChar
+
+    device = pick_device(args.device)
+    if args.checkpoint:
+        model, source = StreamChar.from_pretrained(args.checkpoint, device=device), str(args.checkpoint)
+    else:
+        print("streamchar: encoding with RANDOM codecs (--random-init): the latents only test the pipeline",
+              file=sys.stderr)
+        model, source = StreamChar.from_config(preset(args.preset)).to(device), f"random-init:{args.preset}"
+    summary = encode_shards(args.shards, out, model, device, source=source, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -207,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--workers", type=int, default=None, help="processes (default: the CPU cores)")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(func=cmd_data_synthtalk)
+    en = d.add_parser("encode", help="SynthTalk shards -> latent shards (video/audio latents, tokens, PAP targets)")
+    en.add_argument("--shards", required=True, help="a SynthTalk folder (with index.json)")
+    en.add_argument("--out", required=True, help="output folder for the latent shards")
+    en.add_argument("--checkpoint", help="a pipeline folder whose codecs and tokenizer encode")
+    en.add_argument("--random-init", action="store_true", help="random codecs of --preset (for tests)")
+    en.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
+    en.add_argument("--device", default="auto")
+    en.add_argument("--quiet", action="store_true")
+    en.set_defaults(func=cmd_data_encode)
     return p
 
 

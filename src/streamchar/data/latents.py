@@ -1,0 +1,158 @@
+"""Latent caching: SynthTalk shards -> latent shards, so training reads latents, not pixels.
+
+A clip of T frames holds n = T // 33 whole chunks (the tail is dropped). Per clip:
+
+    video_latents     (n, C, 9, h, w)   each 33-frame chunk encoded on its own (first frame alone), as
+                                        the streaming decoder produces them
+    reference_latent  (C, 1, h, w)      the clip's first frame
+    audio_latents     (n * 33, C_a)     each 1.375 s of audio encoded on its own, then joined in time
+    token_ids         (N,)              the transcript through the orchestrator's tokenizer
+
+and in the JSON: `pap_end[k]`, the number of transcript tokens spoken by the end of chunk k (the
+progress-aware pointer's target), from the word timings: a token is spoken once every word it overlaps
+has ended. Shards are tars (`latents-{split}-{n:05d}.tar`) of `{key}.safetensors` + `{key}.json`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from streamchar.errors import StreamCharError
+
+
+def decode_mp4(data: bytes, sample_rate: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """MP4 bytes -> frames (T, H, W, 3) uint8 and audio (channels, S) float32 at `sample_rate`."""
+    import av
+
+    layout = "mono" if channels == 1 else "stereo"
+    with av.open(io.BytesIO(data)) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+    parts = []
+    with av.open(io.BytesIO(data)) as c:
+        for frame in c.decode(audio=0):
+            parts += [f.to_ndarray() for f in resampler.resample(frame)]
+        parts += [f.to_ndarray() for f in resampler.resample(None)]
+    return frames, np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def pap_targets(text: str, words: list[dict], tokenizer, chunk_seconds: float, n_chunks: int):
+    """Token ids of `text` and, per chunk, how many of them are spoken by the chunk's end."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    ends = []  # per token: when the last word it overlaps ends (tokens of spaces/punctuation: the word before)
+    for a, b in offsets:
+        overlapping = [w["end"] for w in words if w["char_start"] < b and a < w["char_end"]]
+        ends.append(max(overlapping) if overlapping else (ends[-1] if ends else 0.0))
+    ends = np.maximum.accumulate(np.asarray(ends, dtype=np.float64))  # spoken in order
+    targets = [int(np.searchsorted(ends, (k + 1) * chunk_seconds, side="right")) for k in range(n_chunks)]
+    return ids, targets
+
+
+@torch.no_grad()
+def encode_clip(mp4: bytes, meta: dict, model, device="cpu") -> tuple[dict, dict]:
+    """One SynthTalk clip -> (tensors, metadata) of latents (see the module docstring)."""
+    cfg = model.cfg
+    frames, audio = decode_mp4(mp4, cfg.audio.sample_rate, cfg.audio.channels)
+    if frames.shape[1:3] != (cfg.video.height, cfg.video.width):
+        raise StreamCharError(f"clip {meta['key']} is {frames.shape[2]}x{frames.shape[1]}, the model expects "
+                              f"{cfg.video.width}x{cfg.video.height} (generate SynthTalk with --size "
+                              f"{cfg.video.width})")
+    F = cfg.stream.frames_per_chunk
+    n = len(frames) // F
+    if n < 1:
+        raise StreamCharError(f"clip {meta['key']} has {len(frames)} frames, fewer than one chunk ({F})")
+    dtype = model.dtype
+    video = torch.from_numpy(frames[: n * F]).to(device).permute(3, 0, 1, 2)  # (3, n*F, H, W)
+    video = video.unflatten(1, (n, F)).transpose(0, 1).to(dtype) / 127.5 - 1.0  # (n, 3, F, H, W)
+    video_latents = torch.cat([model.video_codec.encode(video[i: i + 1]) for i in range(n)])
+    reference = model.video_codec.encode(video[:1, :, :1])[0]  # (C, 1, h, w)
+    S = cfg.samples_per_chunk
+    wave = np.zeros((audio.shape[0], n * S), dtype=np.float32)
+    wave[:, : min(n * S, audio.shape[1])] = audio[:, : n * S]
+    wave = torch.from_numpy(wave).to(device, dtype).unflatten(1, (n, S)).transpose(0, 1)  # (n, ch, S)
+    audio_latents = model.audio_codec.encode(wave).flatten(0, 1)  # (n * 33, C_a)
+    ids, targets = pap_targets(meta["text"], meta["words"], model.tokenizer, cfg.chunk_seconds, n)
+    tensors = {"video_latents": video_latents.float().cpu(), "reference_latent": reference.float().cpu(),
+               "audio_latents": audio_latents.float().cpu(), "token_ids": torch.tensor(ids, dtype=torch.int64)}
+    out = {k: meta[k] for k in ("key", "split", "text", "identity", "voice", "words")}
+    out.update(chunks=n, chunk_seconds=cfg.chunk_seconds, pap_end=targets)
+    return tensors, out
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source: str = "",
+                  progress: bool = True) -> dict:
+    """Every shard listed in `src`/index.json -> a latent shard in `out` (atomically, one shard at a time)."""
+    import tqdm
+
+    from streamchar.data.synthtalk import read_shard
+
+    src, out = Path(src), Path(out)
+    index_file = src / "index.json"
+    if not index_file.is_file():
+        raise StreamCharError(f"{src} is not a SynthTalk folder (no index.json)")
+    index = json.loads(index_file.read_text())
+    if not out.parent.is_dir():
+        raise StreamCharError(f"--out: folder {out.parent} does not exist")
+    out.mkdir(exist_ok=True)
+    shards, clips = {}, 0
+    total = sum(index["clips"].values())
+    with tqdm.tqdm(total=total, unit="clip", disable=not progress, desc="encode") as bar:
+        for split, names in index["shards"].items():
+            shards[split] = []
+            for name in names:
+                final = out / name.replace("synthtalk-", "latents-")
+                tmp = final.with_name(f".{final.name}.partial")
+                try:
+                    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+                        for key, mp4, meta in read_shard(src / name):
+                            tensors, info = encode_clip(mp4, meta, model, device)
+                            _add(tar, f"{key}.safetensors", save_safetensors(tensors))
+                            _add(tar, f"{key}.json", json.dumps(info, sort_keys=True).encode())
+                            clips += 1
+                            bar.update(1)
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                shards[split].append(final.name)
+    cfg = model.cfg
+    summary = {"clips": clips, "shards": shards, "source": str(src), "codecs": source, "preset": cfg.preset,
+               "video_latent_shape": [cfg.video.latent_channels, cfg.video_latent_frames, *cfg.latent_size],
+               "audio_latent_channels": cfg.audio.latent_channels}
+    tmp = out / ".index.json.partial"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "index.json")
+    return summary
+
+
+def read_latent_shard(path: str | Path):
+    """Yield (key, tensors, metadata) from one latent shard; a corrupt shard is an error naming it."""
+    path = Path(path)
+    try:
+        with tarfile.open(path) as tar:
+            pending = {}
+            for m in tar:
+                key, ext = m.name.rsplit(".", 1)
+                pending.setdefault(key, {})[ext] = tar.extractfile(m).read()
+                if {"safetensors", "json"} <= pending[key].keys():
+                    item = pending.pop(key)
+                    yield key, load_safetensors(item["safetensors"]), json.loads(item["json"])
+        if pending:
+            raise ValueError(f"incomplete samples {sorted(pending)[:3]}")
+    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError, ValueError) as e:
+        raise StreamCharError(f"corrupt latent shard {path}: {e}") from None
