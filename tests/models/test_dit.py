@@ -173,3 +173,16 @@ def test_torch_compile_matches_eager():
         dit.compile()
         compiled = dit(x["x_v"], x["x_a"], x["c_a"], x["t"], cache)
     assert (eager[0] - compiled[0]).abs().max() < 1e-4 and (eager[1] - compiled[1]).abs().max() < 1e-4
+
+
+def test_audio_path_alone():
+    """Speech without video (pretraining stage 1): no video tokens, the same audio machinery."""
+    dit, x = build(), inputs()
+    with torch.no_grad():
+        cache = dit.encode_conditions([], x["context"])
+        v, a = dit(None, x["x_a"], x["c_a"], x["t"], cache)
+        v_full, a_full = dit.forward_full(None, x["x_a"], x["c_a"], x["t"], [], x["context"])
+        _, a_with_video = dit(x["x_v"], x["x_a"], x["c_a"], x["t"], cache)
+    assert v is None and v_full is None and a.shape == x["x_a"].shape
+    assert (a - a_full).abs().max() < 1e-5
+    assert (a - a_with_video).abs().max() > 1e-4  # video tokens do shape the audio when present

@@ -253,12 +253,17 @@ class JointDiT(nn.Module):
         return torch.cat(tokens, 1), torch.cat(pos, 0)
 
     def noisy_tokens(self, x_v, x_a, c_a):
-        """Noisy video (B, C, T, H, W) + noisy audio (B, T_a, C_a) fused with c_a (B, T_a, dim)."""
-        v_tokens, grid = self.patchify(x_v)
-        v_pos = self.rope.video_positions(torch.arange(grid[0], device=x_v.device), grid[1], grid[2])
+        """Noisy video (B, C, T, H, W) or None (speech alone) + noisy audio (B, T_a, C_a) fused with c_a."""
+        dtype = self.patch_embedding.weight.dtype
+        if x_v is None:  # the audio path alone (pretraining stage 1, on speech without video)
+            v_tokens, grid = torch.zeros(x_a.shape[0], 0, self.cfg.dim, device=x_a.device, dtype=dtype), None
+            v_pos = torch.zeros(0, 3, dtype=torch.float64, device=x_a.device)
+        else:
+            v_tokens, grid = self.patchify(x_v)
+            v_pos = self.rope.video_positions(torch.arange(grid[0], device=x_v.device), grid[1], grid[2])
         a_pos = self.rope.audio_positions(x_a.shape[1], device=x_a.device)
         a_rope = self.rope(a_pos)
-        a = self.audio_embedding(x_a.to(v_tokens.dtype)) + c_a.to(v_tokens.dtype)
+        a = self.audio_embedding(x_a.to(dtype)) + c_a.to(dtype)
         for layer in self.audio_encoder:
             a = layer(a, a_rope)
         return torch.cat([v_tokens, a], 1), torch.cat([v_pos, a_pos], 0), grid, a_rope
@@ -266,11 +271,11 @@ class JointDiT(nn.Module):
     def outputs(self, x, e, grid, num_video, a_rope):
         """Final tokens -> video velocity (B, C, T, H, W) and audio velocity (B, T_a, C_a)."""
         e_v, e_a = (e, e) if e.shape[1] == 1 else (e[:, :num_video], e[:, num_video:])
-        v = self.unpatchify(self.head(x[:, :num_video], e_v), grid)
+        v = self.unpatchify(self.head(x[:, :num_video], e_v), grid).float() if grid is not None else None
         a = x[:, num_video:]
         for layer in self.audio_decoder:
             a = layer(a, a_rope)
-        return v.float(), self.audio_head(a, e_a).float()
+        return v, self.audio_head(a, e_a).float()
 
     # -- the two passes --
     def encode_conditions(self, conditions: list[CondFrames], context) -> ConditionCache:
@@ -297,12 +302,12 @@ class JointDiT(nn.Module):
     def forward(self, x_v, x_a, c_a, t, cache: ConditionCache):
         """One denoise step with cached conditions.
 
-        x_v: (B, C, T, H, W) noisy video latents; x_a: (B, T_a, C_a) noisy audio latents;
+        x_v: (B, C, T, H, W) noisy video latents, or None for the audio path alone; x_a: (B, T_a, C_a);
         c_a: (B, T_a, dim) audio condition; t: (B,) or per-token (B, L_noisy) in [0, 1].
         Returns velocities (v_video (B, C, T, H, W), v_audio (B, T_a, C_a)), float32.
         """
         x, pos, grid, a_rope = self.noisy_tokens(x_v, x_a, c_a)
-        num_video = grid[0] * grid[1] * grid[2]
+        num_video = math.prod(grid) if grid is not None else 0
         rope = self.rope(pos)
         e, e0 = self.time_embed(t)
         for blk, kv, tkv in zip(self.blocks, cache.self_kv, cache.text_kv):
@@ -312,7 +317,7 @@ class JointDiT(nn.Module):
     def forward_full(self, x_v, x_a, c_a, t, conditions: list[CondFrames], context):
         """The same step as one sequence [cond | video | audio] with the asymmetric mask and no cache."""
         x, pos, grid, a_rope = self.noisy_tokens(x_v, x_a, c_a)
-        num_video = grid[0] * grid[1] * grid[2]
+        num_video = math.prod(grid) if grid is not None else 0
         B, L = x.shape[:2]
         e, e0 = self.time_embed(t)
         if e.shape[1] == 1:
