@@ -1,0 +1,349 @@
+"""Flow-matching pretraining (paper §5.1): stage 1 = orchestrator + the DiT's audio path on speech,
+stage 2 = orchestrator + the whole DiT on audio-video. Both on latent shards (train/latent_data.py).
+
+Per sample (one chunk k of a clip, with the conditions inference would give it):
+    t ~ logit-normal + shift, eps ~ N(0, I);  x_t = (1 - t) z + t eps           (Eq. 1, both modalities)
+    orchestrator [e_ref | E_txt | e_hist | E_cond(x_t^a, t)]  -> c_a           (Eq. 3)
+    DiT [z_ref, z_sink, z_mot | x_t^v | x_t^a] + prompt + c_a -> v^v, v^a      (Eq. 4)
+    loss = |v^v - (eps_v - z_v)|^2 + audio_weight |v^a - (eps_a - z_a)|^2     (Eq. 2)
+         + pap_weight * smooth-L1(PAP(E_cond(z_a, t=0)), pap_end[k] - offset)  (§4.2, as inference reads it)
+
+The orchestrator runs the whole sequence (`forward_full`, no KV cache: a cache would be updated twice
+under activation checkpointing); the pointer pass is a second one with the clean audio at t = 0.
+
+Stage 1 (speech, no video): the DiT sees no video and no visual conditions; trainable are the
+orchestrator and the DiT's audio path (`AUDIO_PATH`: audio_embedding, audio_encoder, blocks.*.audio_ffn,
+audio_decoder, audio_head). Everything else in the DiT (patch_embedding, text/time embeddings, the
+blocks' shared attention, norms, modulation and video FFN, head) is frozen, so the video model is kept.
+
+    cfg = PretrainConfig.from_yaml("configs/pretrain_tiny.yaml")
+    summary = run_pretrain(cfg)          # resumes from cfg.train.out_dir; writes <out_dir>/final
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import yaml
+
+from streamchar.config import _build, _plain
+from streamchar.diffusion import flow
+from streamchar.errors import StreamCharError
+from streamchar.models.pap import pointer_loss
+from streamchar.train import distributed
+from streamchar.train.config import TrainConfig
+from streamchar.train.latent_data import LatentChunks, LatentLoader, collate
+
+logger = logging.getLogger("streamchar")
+
+AUDIO_PATH = ("audio_embedding.", "audio_encoder.", "audio_decoder.", "audio_head.")  # + blocks.*.audio_ffn.
+
+
+@dataclass
+class PretrainConfig:
+    stage: int = 2  # 1: orchestrator + DiT audio path on audio alone; 2: everything on audio-video
+    preset: str = "tiny"  # model preset for a fresh model ('tiny' | 'paper'); ignored when `init` is set
+    init: str | None = None  # a pipeline folder to start from (e.g. stage 1's <out_dir>/final)
+    model_seed: int = 0  # seed of a fresh model's weights
+    data: str = ""  # latent folder (streamchar data encode)
+    train_split: str = "train"
+    val_split: str = "val"
+    prompt: str = "a person talking to the camera"  # fixed prompt, encoded once by the frozen text encoder
+    cfg_dropout: float = 0.1  # per condition (prompt, reference frame), independently
+    ref_audio_prob: float = 0.5  # a reference-voice chunk in e_ref
+    history_chunks: int | None = None  # max history chunks; None = the model's (stream.history_seconds)
+    pap_weight: float = 0.1  # not given in the paper
+    audio_weight: float = 1.0
+    shift: float = 5.0  # timestep shift of the training t (Wan's, as stream.shift)
+    val_samples: int = 4  # fixed val samples (fixed t and noise) for val/loss
+    sample_every: int = 0  # > 0: at checkpoints whose step is a multiple, a 2-chunk MP4 in <out_dir>/samples/
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "PretrainConfig":
+        def bad(name: str, why: str):
+            raise StreamCharError(f"config field {name}: {why}")
+
+        if self.stage not in (1, 2):
+            bad("stage", f"must be 1 or 2, got {self.stage}")
+        if not self.data:
+            bad("data", "must name a latent folder")
+        for name in ("cfg_dropout", "ref_audio_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                bad(name, f"must be in [0, 1], got {getattr(self, name)}")
+        for name in ("pap_weight", "audio_weight", "val_samples", "sample_every", "model_seed"):
+            if getattr(self, name) < 0:
+                bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if not self.shift > 0:
+            bad("shift", f"must be > 0, got {self.shift}")
+        if self.history_chunks is not None and self.history_chunks < 0:
+            bad("history_chunks", f"must be >= 0 (or null), got {self.history_chunks}")
+        self.train.validate("train")
+        return self
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PretrainConfig":
+        return _build(cls, data, "").validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "PretrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise StreamCharError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+
+# ---- the trainable module ------------------------------------------------------------------------------
+
+class BlockChain(nn.ModuleList):
+    """Several ModuleLists seen as one (dit.blocks + orchestrator.lm.layers). Assigning an item writes it
+    through to its owner list, so activation checkpointing's in-place wrapping reaches the real model."""
+
+    def __init__(self, *owners: nn.ModuleList):
+        super().__init__([m for owner in owners for m in owner])
+        self.owners = list(owners)  # a plain list: not registered as submodules
+
+    def __setitem__(self, i: int, module: nn.Module) -> None:
+        super().__setitem__(i, module)
+        for owner in self.owners:
+            if i < len(owner):
+                owner[i] = module
+                return
+            i -= len(owner)
+
+
+def is_audio_path(name: str) -> bool:
+    """DiT parameters trained in stage 1."""
+    return name.startswith(AUDIO_PATH) or ".audio_ffn." in name
+
+
+class StreamCharTrainable(nn.Module):
+    """The trainable parts (DiT + orchestrator with its pointer) and the loss. The text encoder and the
+    codecs stay outside, frozen; the prompt context is encoded once and kept as a buffer."""
+
+    def __init__(self, dit, orchestrator, context: torch.Tensor, stage: int = 2, shift: float = 5.0,
+                 pap_weight: float = 0.1, audio_weight: float = 1.0):
+        super().__init__()
+        self.dit, self.orchestrator = dit, orchestrator
+        self.stage, self.shift, self.pap_weight, self.audio_weight = stage, shift, pap_weight, audio_weight
+        self.register_buffer("context", context.detach().clone(), persistent=False)  # (1, L_txt, text_dim)
+        for p in orchestrator.parameters():
+            p.requires_grad_(True)
+        for name, p in dit.named_parameters():
+            p.requires_grad_(stage == 2 or is_audio_path(name))
+
+    @property
+    def blocks(self) -> BlockChain:
+        """Units of FSDP sharding and activation checkpointing."""
+        return BlockChain(self.dit.blocks, self.orchestrator.lm.layers)
+
+    def forward(self, batch: dict, t=None, eps_video=None, eps_audio=None) -> dict[str, torch.Tensor]:
+        """batch: a `collate`d sample; t (B,), eps_*: fixed draws (validation), else sampled here."""
+        z_a = batch["audio"]  # (B, 33, C_a)
+        B, dev = z_a.shape[0], z_a.device
+        if t is None:
+            t = flow.sample_t(B, self.shift, device=dev)  # (B,)
+        if eps_audio is None:
+            eps_audio = torch.randn_like(z_a)
+        x_a = flow.noisy(z_a, eps_audio, t)  # (B, 33, C_a)
+
+        # Orchestrator: c_a of the noisy audio; the pointer on the clean audio at t = 0 (as inference).
+        orch, text_ids, start = self.orchestrator, batch["text_ids"], batch["transcript_start"]
+        ref, hist = batch["ref_audio"], batch["history"]
+        c_a, _, _ = orch.forward_full(ref, text_ids, start, hist, x_a, t)  # (B, 33, dim)
+        _, hidden0, transcript = orch.forward_full(ref, text_ids, start, hist, z_a, torch.zeros_like(t))
+        ptr = orch.pap(hidden0, transcript)
+        target = batch["pap_target"].to(dev)  # (B,)
+        loss_pap = pointer_loss(ptr, target)
+
+        # DiT: prompt (zeroed when dropped), visual conditions (stage 2), one denoise step.
+        keep = 1.0 - torch.tensor([float(batch["drop_prompt"])], device=dev)
+        context = self.context.expand(B, -1, -1) * keep.to(self.context.dtype)[:, None, None]
+        if self.stage == 1:
+            x_v, conditions = None, []
+        else:
+            z_v = batch["video"]  # (B, C, 9, h, w)
+            if eps_video is None:
+                eps_video = torch.randn_like(z_v)
+            x_v = flow.noisy(z_v, eps_video, t)
+            conditions = self.dit.condition_frames(batch["reference"], batch["sink"], batch["motion"])
+        cache = self.dit.encode_conditions(conditions, context)
+        v_v, v_a = self.dit(x_v, x_a, c_a, t, cache)
+
+        out = {}
+        if self.stage == 1:
+            out["loss_audio"] = torch.nn.functional.mse_loss(v_a, flow.velocity_target(z_a, eps_audio).float())
+            out["loss_flow"] = self.audio_weight * out["loss_audio"]
+        else:
+            out["loss_flow"], out["loss_video"], out["loss_audio"] = flow.flow_loss(
+                v_v, v_a, z_v, z_a, eps_video, eps_audio, self.audio_weight)
+        out["loss_pap"] = loss_pap
+        out["pap_abs_err"] = (ptr.endpoint - target).abs().mean().detach()
+        out["loss"] = out["loss_flow"] + self.pap_weight * loss_pap
+        return out
+
+
+def pretrain_loss(model, batch, step):
+    """The Trainer's loss_fn."""
+    out = model(batch)
+    return out["loss"], {k: v.item() for k, v in out.items() if k != "loss"}
+
+
+def make_val_fn(dataset: LatentChunks, n: int, stage: int, seed: int = 1234):
+    """val_fn(model, step): mean losses over `n` fixed val samples with fixed t and noise."""
+    picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int)
+    g = torch.Generator().manual_seed(seed)
+    fixed = []
+    for j, i in enumerate(picks):
+        batch = collate([dataset.sample(int(i), np.random.default_rng([seed, int(i)]))])
+        t = torch.tensor([(j + 0.5) / len(picks)])  # spread over (0, 1)
+        eps_a = torch.randn(batch["audio"].shape, generator=g)
+        eps_v = torch.randn(batch["video"].shape, generator=g) if stage == 2 else None
+        fixed.append((batch, t, eps_v, eps_a))
+
+    def val_fn(model, step):
+        from streamchar.train.engine import to_device
+
+        dev = next(model.parameters()).device
+        sums = {}
+        for batch, t, eps_v, eps_a in fixed:
+            out = model(to_device(batch, dev), t.to(dev), to_device(eps_v, dev), eps_a.to(dev))
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        return {k: v / len(fixed) for k, v in sums.items()}
+
+    return val_fn
+
+
+# ---- the run -------------------------------------------------------------------------------------------
+
+def build_pipeline(cfg: PretrainConfig):
+    from streamchar.config import preset
+    from streamchar.pipeline import StreamChar
+
+    if cfg.init:
+        return StreamChar.from_pretrained(cfg.init)
+    return StreamChar.from_config(preset(cfg.preset), seed=cfg.model_seed)
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """E_txt's prompt part, exactly as StreamSession builds it: prompt ids + [eos]."""
+    sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return (tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []) + sep
+
+
+def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> LatentChunks:
+    mc = pipe.cfg
+    return LatentChunks(cfg.data, split, prompt_ids=prompt_ids(pipe.tokenizer, cfg.prompt),
+                        null_prompt_ids=prompt_ids(pipe.tokenizer, ""),
+                        history_chunks=mc.history_chunks if cfg.history_chunks is None else cfg.history_chunks,
+                        audio_frames=mc.audio_latent_frames, audio_only=cfg.stage == 1,
+                        cfg_dropout=cfg.cfg_dropout, ref_audio_prob=cfg.ref_audio_prob, train=train,
+                        seed=cfg.train.seed)
+
+
+def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
+    with torch.no_grad():
+        context = pipe.text_encoder.encode([cfg.prompt])  # (1, L_txt, text_dim)
+    return StreamCharTrainable(pipe.dit, pipe.orchestrator, context, cfg.stage, cfg.shift, cfg.pap_weight,
+                               cfg.audio_weight)
+
+
+def export_pipeline(trainer, pipe, path: Path) -> None:
+    """Write the pipeline folder with the trained (EMA if on) weights; collective under DDP / FSDP."""
+    from accelerate import init_empty_weights
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    from streamchar.models.dit import JointDiT
+    from streamchar.models.orchestrator import Orchestrator
+    from streamchar.pipeline import StreamChar
+
+    sd = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if trainer.ema is not None:
+        sd.update(trainer.ema.full_state_dict())
+    if distributed.is_main():
+        c = pipe.cfg
+        with init_empty_weights(include_buffers=False):  # fresh CPU modules: the trained ones may be sharded
+            dit = JointDiT(c.dit, c.video.latent_channels, c.audio.latent_channels, c.text.dim, c.audio_rope_scale,
+                           c.video_latent_frames)
+            orch = Orchestrator(c.orchestrator, c.audio.latent_channels, c.dit.dim, c.pap.dim)
+        for prefix, module in (("dit.", dit), ("orchestrator.", orch)):
+            module.load_state_dict({k[len(prefix):]: v.float().clone() for k, v in sd.items()
+                                    if k.startswith(prefix)}, assign=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        StreamChar(c, dit, orch, pipe.video_codec, pipe.audio_codec, pipe.text_encoder,
+                   pipe.tokenizer).save_pretrained(path)
+    distributed.barrier()
+
+
+def write_sample(folder: Path, path: Path, prompt: str, seconds: float) -> None:
+    """Stream `seconds` from the pipeline folder into an MP4 (a gray reference frame, a fixed sentence)."""
+    from streamchar.pipeline import StreamChar
+    from streamchar.streaming.generate import stream_to_file
+    from streamchar.streaming.session import StreamSession
+
+    model = StreamChar.from_pretrained(folder)
+    H, W = model.cfg.video.height, model.cfg.video.width
+    session = StreamSession(model, text="hello there, this is a sample.", ref_image=np.full((H, W, 3), 128, np.uint8),
+                            prompt=prompt, max_seconds=seconds, stop_at_end=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream_to_file(session, path, progress=False)
+
+
+def run_pretrain(cfg: PretrainConfig) -> dict:
+    """Build model, data and Trainer; resume; fit; write <out_dir>/final. Returns a summary."""
+    from streamchar.train.engine import Trainer
+
+    cfg.validate()
+    distributed.init_distributed()  # first: the loader reads rank / world size
+    pipe = build_pipeline(cfg)
+    model = build_trainable(cfg, pipe)
+    train_ds = build_datasets(cfg, pipe, cfg.train_split, train=True)
+    loader = LatentLoader(train_ds, seed=cfg.train.seed)
+    val_fn = None
+    if cfg.train.val_every and cfg.val_samples:
+        val_ds = build_datasets(cfg, pipe, cfg.val_split, train=False)
+        val_fn = make_val_fn(val_ds, cfg.val_samples, cfg.stage)
+    out_dir = Path(cfg.train.out_dir)
+
+    on_checkpoint = None
+    if cfg.sample_every:
+        def on_checkpoint(ckpt: Path, step: int):  # samples from the checkpointed weights, rank 0 only
+            if step % cfg.sample_every == 0:
+                tmp = out_dir / "samples" / ".pipeline"
+                export_pipeline(trainer, pipe, tmp)
+                if distributed.is_main():
+                    write_sample(tmp, out_dir / "samples" / f"step_{step:08d}.mp4", cfg.prompt, 2 * pipe.cfg.chunk_seconds)
+
+    trainer = Trainer(model, pretrain_loss, loader, cfg.train, blocks=model.blocks, val_fn=val_fn,
+                      on_checkpoint=on_checkpoint)
+    start = trainer.resume()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        cfg.to_yaml(out_dir / "pretrain_config.yaml")
+    losses = trainer.fit()
+    final = out_dir / "final"
+    export_pipeline(trainer, pipe, final)
+    val = trainer.validate() if val_fn is not None else {}
+    return {"stage": cfg.stage, "start_step": start, "steps": trainer.step, "losses": losses,
+            "final": str(final), "ema": trainer.ema is not None, **val}
