@@ -173,6 +173,42 @@ def cmd_data_encode(args) -> int:
     return 0
 
 
+def _train_overrides(cfg, args):
+    """--data / --out-dir / --steps override the YAML; the config is validated again."""
+    if args.data is not None:
+        cfg.data = args.data
+    if args.out_dir is not None:
+        cfg.train.out_dir = args.out_dir
+    if args.steps is not None:
+        cfg.train.steps = args.steps
+    return cfg.validate()
+
+
+def cmd_train_codec(args) -> int:
+    from streamchar.train.codec import CodecTrainConfig, run_codec_training
+
+    kind = args.command_name.removeprefix("codec-")
+    cfg = _train_overrides(CodecTrainConfig.from_yaml(args.config or f"configs/codec_{kind}_tiny.yaml"), args)
+    if cfg.kind != kind:
+        raise StreamCharError(f"{args.command_name} needs a config with kind: {kind}, got {cfg.kind!r}")
+    report = run_codec_training(cfg)
+    skip = ("codec", "losses", "transcripts", "latents_mean", "latents_std")
+    print(json.dumps({k: v for k, v in report.items() if k not in skip}, indent=2))
+    return 0
+
+
+def cmd_train_pretrain(args) -> int:
+    from streamchar.train.pretrain import PretrainConfig, run_pretrain
+
+    cfg = PretrainConfig.from_yaml(args.config or "configs/pretrain_tiny.yaml")
+    if args.stage is not None:
+        cfg.stage = args.stage
+    cfg = _train_overrides(cfg, args)
+    report = run_pretrain(cfg)
+    print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -239,6 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--device", default="auto")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_data_encode)
+
+    t = sub.add_parser("train", help="training stages (single process, or under torchrun)").add_subparsers(
+        dest="command_name", required=True)
+    for name, func, what in (("codec-video", cmd_train_codec, "the tiny video VAE on SynthTalk clips"),
+                             ("codec-audio", cmd_train_codec, "the tiny audio codec on SynthTalk speech"),
+                             ("pretrain", cmd_train_pretrain, "flow-matching pretraining on latent shards")):
+        tp = t.add_parser(name, help=what)
+        tp.add_argument("--config", help="YAML config (default: the tiny one in configs/)")
+        tp.add_argument("--data", help="override the config's data folder")
+        tp.add_argument("--out-dir", help="override train.out_dir (checkpoints, metrics, the result)")
+        tp.add_argument("--steps", type=int, help="override train.steps")
+        if name == "pretrain":
+            tp.add_argument("--stage", type=int, choices=[1, 2], help="1: speech alone; 2: joint audio-video")
+        tp.set_defaults(func=func)
     return p
 
 

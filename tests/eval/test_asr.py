@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from streamchar.data.speech import VOICES, synthesize
+from streamchar.errors import StreamCharError
+from streamchar.eval.asr import normalize_text, transcribe, wer
+
+SENTENCE = "Please open the window because it is very warm in here."  # pocketsphinx: WER ~0.1
+
+
+def test_normalize_text():
+    assert normalize_text("Hello, World!  It's well-known.") == "hello world it's well known"
+    assert normalize_text("\u2018Quoted\u2019 don\u2019t\n") == "quoted don't"
+    assert normalize_text("Room 101?") == "room 101"  # digits are left as they are
+    assert normalize_text(" ... ") == ""
+
+
+def test_wer_counts():
+    assert wer("a b c d", "a b c d") == 0.0
+    assert wer(["A b, c", "d"], ["a x c", "d e"]) == pytest.approx(2 / 4)  # 1 sub + 1 ins over 4 words
+    with pytest.raises(StreamCharError, match="as many"):
+        wer(["a"], ["a", "b"])
+    with pytest.raises(StreamCharError, match="empty"):
+        wer(["!"], ["a"])
+
+
+def test_pocketsphinx_on_espeak():
+    speech = synthesize(SENTENCE, VOICES[0])
+    hyp = transcribe(speech.audio, speech.sample_rate)
+    assert hyp == transcribe(speech.audio[None], speech.sample_rate)  # seeded noise: deterministic, (1, S) ok
+    score = wer(SENTENCE, hyp)
+    assert score < 0.6, hyp
+    words = normalize_text(SENTENCE).split()
+    shuffled = " ".join(np.random.default_rng(0).permutation(words))
+    assert wer(shuffled, hyp) > score
