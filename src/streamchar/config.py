@@ -20,6 +20,39 @@ import yaml
 from streamchar.errors import StreamCharError
 
 
+class YamlConfig:
+    """YAML in and out for a dataclass config; reading validates, and errors name the field."""
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:  # atomically: a temporary name, then a rename
+            path = Path(path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return _build(cls, data, "").validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise StreamCharError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+
 @dataclass
 class VideoCodecConfig:
     path: str | None = None  # local diffusers AutoencoderKLWan folder; None builds a random tiny VAE
@@ -101,7 +134,7 @@ class StreamConfig:
 
 
 @dataclass
-class StreamCharConfig:
+class StreamCharConfig(YamlConfig):
     preset: str = "tiny"
     video: VideoCodecConfig = field(default_factory=VideoCodecConfig)
     audio: AudioCodecConfig = field(default_factory=AudioCodecConfig)
@@ -195,36 +228,6 @@ class StreamCharConfig:
         if self.history_chunks < 1:
             bad("stream.history_seconds", f"{s.history_seconds} s holds no whole chunk of {self.chunk_seconds} s")
         return self
-
-    # ---- YAML ------------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(_plain(self.to_dict()), sort_keys=False)
-        if path is not None:
-            path = Path(path)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-        return text
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "StreamCharConfig":
-        return _build(cls, data, "").validate()
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "StreamCharConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise StreamCharError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-        return cls.from_dict(data)
 
 
 def _plain(x):

@@ -30,7 +30,6 @@ with `save_pretrained` to `<train.out_dir>/codec`, and a report (also `<train.ou
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -40,9 +39,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
-from streamchar.config import _build, _plain
+from streamchar.config import YamlConfig
 from streamchar.errors import StreamCharError
 from streamchar.train.clips import AudioCrops, Clip, EpochLoader, VideoChunks, load_clips
 from streamchar.train.config import TrainConfig
@@ -52,7 +50,7 @@ MAX_AUDIO_SECONDS = 1.375  # one streaming chunk: 33 frames at 24 fps
 
 
 @dataclass
-class CodecTrainConfig:
+class CodecTrainConfig(YamlConfig):
     kind: str = "video"  # 'video' (Wan VAE) | 'audio' (Oobleck VAE)
     data: str = "data/synthtalk"  # a SynthTalk folder (index.json + shards)
     train_splits: list[str] = field(default_factory=lambda: ["train"])
@@ -101,33 +99,6 @@ class CodecTrainConfig:
             bad("train_splits", "must name at least one split")
         self.train.validate("train")
         return self
-
-    # ---- YAML (as TrainConfig) ----------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CodecTrainConfig":
-        return _build(cls, data, "").validate()
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "CodecTrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise StreamCharError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-        return cls.from_dict(data)
 
 
 # ---- models and losses ------------------------------------------------------------------------------

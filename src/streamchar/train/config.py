@@ -5,13 +5,9 @@ A bad value raises a `StreamCharError` naming the field: `config field train.gra
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
-
-from streamchar.config import _build, _plain
+from streamchar.config import YamlConfig, _build
 from streamchar.errors import StreamCharError
 
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on CPU
@@ -20,7 +16,7 @@ SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     steps: int = 1000  # optimizer steps (each one consumes grad_accum micro-batches per rank)
     lr: float = 1e-4
     weight_decay: float = 0.0  # applied to >= 2-D parameters only (matrices, embeddings)
@@ -71,32 +67,10 @@ class TrainConfig:
             bad("out_dir", "must not be empty")
         return self
 
-    # ---- YAML ------------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+    # YAML in and out: YamlConfig; the errors name fields under `train.`
 
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            path = Path(path)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-        return text
 
     @classmethod
     def from_dict(cls, data: dict, prefix: str = "train") -> "TrainConfig":
         return _build(cls, data, prefix + ".").validate(prefix)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise StreamCharError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-        return cls.from_dict(data)

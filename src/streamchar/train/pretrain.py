@@ -22,7 +22,6 @@ blocks' shared attention, norms, modulation and video FFN, head) is frozen, so t
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
 
-from streamchar.config import _build, _plain
+from streamchar.config import YamlConfig
 from streamchar.diffusion import flow
 from streamchar.errors import StreamCharError
 from streamchar.models.pap import pointer_loss
@@ -46,7 +44,7 @@ AUDIO_PATH = ("audio_embedding.", "audio_encoder.", "audio_decoder.", "audio_hea
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(YamlConfig):
     stage: int = 2  # 1: orchestrator + DiT audio path on audio alone; 2: everything on audio-video
     preset: str = "tiny"  # model preset for a fresh model ('tiny' | 'paper'); ignored when `init` is set
     init: str | None = None  # a pipeline folder to start from (e.g. stage 1's <out_dir>/final)
@@ -85,32 +83,6 @@ class PretrainConfig:
             bad("history_chunks", f"must be >= 0 (or null), got {self.history_chunks}")
         self.train.validate("train")
         return self
-
-    def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
-
-    def to_yaml(self, path: str | Path | None = None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "PretrainConfig":
-        return _build(cls, data, "").validate()
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "PretrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise StreamCharError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-        return cls.from_dict(data)
 
 
 # ---- the trainable module ------------------------------------------------------------------------------
