@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from streamchar.data.shards import add_member, read_samples
 from streamchar.errors import StreamCharError
 
 
@@ -89,12 +90,6 @@ def encode_clip(mp4: bytes, meta: dict, model, device="cpu") -> tuple[dict, dict
     return tensors, out
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
 def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source: str = "",
                   progress: bool = True) -> dict:
     """Every shard listed in `src`/index.json -> a latent shard in `out` (atomically, one shard at a time)."""
@@ -122,8 +117,8 @@ def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source:
                     with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
                         for key, mp4, meta in read_shard(src / name):
                             tensors, info = encode_clip(mp4, meta, model, device)
-                            _add(tar, f"{key}.safetensors", save_safetensors(tensors))
-                            _add(tar, f"{key}.json", json.dumps(info, sort_keys=True).encode())
+                            add_member(tar, f"{key}.safetensors", save_safetensors(tensors))
+                            add_member(tar, f"{key}.json", json.dumps(info, sort_keys=True).encode())
                             clips += 1
                             bar.update(1)
                     os.replace(tmp, final)
@@ -142,17 +137,8 @@ def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source:
 
 def read_latent_shard(path: str | Path):
     """Yield (key, tensors, metadata) from one latent shard; a corrupt shard is an error naming it."""
-    path = Path(path)
-    try:
-        with tarfile.open(path) as tar:
-            pending = {}
-            for m in tar:
-                key, ext = m.name.rsplit(".", 1)
-                pending.setdefault(key, {})[ext] = tar.extractfile(m).read()
-                if {"safetensors", "json"} <= pending[key].keys():
-                    item = pending.pop(key)
-                    yield key, load_safetensors(item["safetensors"]), json.loads(item["json"])
-        if pending:
-            raise ValueError(f"incomplete samples {sorted(pending)[:3]}")
-    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError, ValueError) as e:
-        raise StreamCharError(f"corrupt latent shard {path}: {e}") from None
+    for key, files in read_samples(path, ("safetensors", "json"), "latent shard"):
+        try:
+            yield key, load_safetensors(files["safetensors"]), json.loads(files["json"])
+        except (json.JSONDecodeError, ValueError, RuntimeError) as e:
+            raise StreamCharError(f"corrupt latent shard {path}: {key}: {e}") from None

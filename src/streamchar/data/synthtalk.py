@@ -13,7 +13,6 @@ seed: the same seed gives the same audio samples and frames.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import tarfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from streamchar.data.corpus import sentences
+from streamchar.data.shards import add_member, read_samples
 from streamchar.errors import StreamCharError
 
 LEAD_S = 0.4  # idle silence before the first word and after the last
@@ -114,12 +114,6 @@ def make_clip(spec: ClipSpec, size: int = 64, fps: int = 24) -> tuple[bytes, dic
     return mp4, meta
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed metadata: same seed -> same bytes
-    tar.addfile(info, io.BytesIO(data))
-
-
 def _make(args):
     spec, size, fps = args
     return spec, *make_clip(spec, size, fps)
@@ -165,8 +159,8 @@ def generate(out: str | Path, num: int, seed: int = 0, size: int = 64, long: int
                 tmp = final.with_name(f".{final.name}.partial")
                 open_tars[split] = (tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT), tmp, final)
             tar = open_tars[split][0]
-            _add(tar, f"{spec.key}.mp4", mp4)
-            _add(tar, f"{spec.key}.json", json.dumps(meta, sort_keys=True).encode())
+            add_member(tar, f"{spec.key}.mp4", mp4)
+            add_member(tar, f"{spec.key}.json", json.dumps(meta, sort_keys=True).encode())
             counts[split] += 1
             if counts[split] % shard_size == 0:
                 close(split)
@@ -195,17 +189,9 @@ class _Serial:
 
 def read_shard(path: str | Path):
     """Yield (key, mp4 bytes, metadata) from one SynthTalk shard; a corrupt shard is an error naming it."""
-    path = Path(path)
-    try:
-        with tarfile.open(path) as tar:
-            members = {}
-            for m in tar:
-                key, ext = m.name.rsplit(".", 1)
-                members.setdefault(key, {})[ext] = tar.extractfile(m).read()
-                if {"mp4", "json"} <= members[key].keys():
-                    item = members.pop(key)
-                    yield key, item["mp4"], json.loads(item["json"])
-        if members:
-            raise ValueError(f"incomplete samples {sorted(members)[:3]} (each needs .mp4 and .json)")
-    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError, ValueError) as e:
-        raise StreamCharError(f"corrupt SynthTalk shard {path}: {e}") from None
+    for key, files in read_samples(path, ("mp4", "json"), "SynthTalk shard"):
+        try:
+            meta = json.loads(files["json"])
+        except json.JSONDecodeError as e:
+            raise StreamCharError(f"corrupt SynthTalk shard {path}: {key}.json: {e}") from None
+        yield key, files["mp4"], meta
