@@ -135,12 +135,20 @@ class JointBlock(nn.Module):
         y = torch.cat([self.ffn(y[:, :num_video]), self.audio_ffn(y[:, num_video:])], dim=1)  # MoE routing
         return x + (y.float() * mods[5]).to(x.dtype)
 
-    def forward(self, x, e, rope, text_kv, num_video: int, cond_kv=None, mask=None):
-        """x: (B, L, dim) tokens [video | audio]; cond_kv: cached condition (k, v) prepended to the keys."""
+    def forward(self, x, e=None, rope=None, text_kv=None, num_video: int = 0, cond_kv=None, mask=None,
+                kv_only: bool = False, prompt_kv: bool = False):
+        """x: (B, L, dim) tokens [video | audio]; cond_kv: cached condition (k, v) prepended to the keys.
+        Returns (x, (k, v)); with `kv_only`, (None, (k, v)) without the rest of the block. With `prompt_kv`,
+        x is the embedded prompt and the result its cross-attention (k, v). Every use of the block's weights
+        goes through forward, so FSDP's per-block hooks gather them."""
+        if prompt_kv:
+            return self.cross_attn.kv(x)
         mods = self.modulate(e)
         q, k, v = self.attn_input(x, mods, rope)
         if cond_kv is not None:
             k, v = torch.cat([cond_kv[0], k], dim=2), torch.cat([cond_kv[1], v], dim=2)
+        if kv_only:
+            return None, (k, v)
         return self.finish(x, attention(q, k, v, mask), mods, text_kv, num_video), (k, v)
 
 
@@ -240,7 +248,7 @@ class JointDiT(nn.Module):
     def embed_text(self, context):
         """Prompt embeddings (B, L_txt, text_dim) -> per-block cross-attention (k, v)."""
         ctx = self.text_embedding(context.to(self.patch_embedding.weight.dtype))
-        return [blk.cross_attn.kv(ctx) for blk in self.blocks]
+        return [blk(ctx, prompt_kv=True) for blk in self.blocks]
 
     def cond_tokens(self, conditions: list[CondFrames]):
         """Condition latents -> tokens (B, L_cond, dim) and positions (L_cond, 3)."""
@@ -292,11 +300,8 @@ class JointDiT(nn.Module):
         _, e0 = self.time_embed(torch.zeros(x.shape[0], device=x.device))
         self_kv = []
         for i, blk in enumerate(self.blocks):
-            mods = blk.modulate(e0)
-            q, k, v = blk.attn_input(x, mods, rope)
-            self_kv.append((k, v))
-            if i < len(self.blocks) - 1:
-                x = blk.finish(x, attention(q, k, v), mods, text_kv[i], num_video=x.shape[1])
+            x, kv = blk(x, e0, rope, text_kv[i], num_video=x.shape[1], kv_only=i == len(self.blocks) - 1)
+            self_kv.append(kv)
         return ConditionCache(self_kv=self_kv, text_kv=text_kv)
 
     def forward(self, x_v, x_a, c_a, t, cache: ConditionCache):
