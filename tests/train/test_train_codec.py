@@ -20,14 +20,7 @@ from streamchar.train.config import TrainConfig
 from streamchar.train.data import ResumableLoader
 from streamchar.train.engine import Trainer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the tiny VAEs are many small convs: on a busy 2-core CPU, 2 intra-op threads are 10-50x slower than 1
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
