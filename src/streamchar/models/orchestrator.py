@@ -72,15 +72,16 @@ class Orchestrator(nn.Module):
         ref_audio: (B, T_ref, C_a) or None; text_ids: (B, L_txt) = prompt ids + transcript ids, the
         transcript starting at `transcript_start`; hist_audio: (B, T_hist, C_a) or None.
         """
+        # e_ref and e_hist are always computed, on zero rows when absent: then every parameter is in every
+        # graph, which DDP / FSDP need when ranks draw different conditions (they get zero gradients).
         dtype = self.ref_proj.weight.dtype
-        parts, offset = [], 0
-        if ref_audio is not None and ref_audio.shape[1] > 0:
-            parts.append(self.ref_proj(ref_audio.to(dtype)))
-            offset = ref_audio.shape[1]
-        parts.append(self.lm.embed_tokens(text_ids))
+        B, C_a = text_ids.shape[0], self.ref_proj.in_features
+        empty = text_ids.new_zeros((B, 0, C_a), dtype=dtype)
+        ref_audio = empty if ref_audio is None else ref_audio.to(dtype)
+        hist_audio = empty if hist_audio is None else hist_audio.to(dtype)
+        offset = ref_audio.shape[1]
+        parts = [self.ref_proj(ref_audio), self.lm.embed_tokens(text_ids), self.hist_proj(hist_audio)]
         span = (offset + transcript_start, offset + text_ids.shape[1])
-        if hist_audio is not None and hist_audio.shape[1] > 0:
-            parts.append(self.hist_proj(hist_audio.to(dtype)))
         return torch.cat(parts, 1), span
 
     def cond_embeds(self, x_a, t):

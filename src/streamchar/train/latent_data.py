@@ -21,6 +21,10 @@ independently: `drop_prompt` (the DiT gets a zero prompt context, the orchestrat
 prompt ids: [eos] + transcript, like a session with prompt "") and `drop_reference` (the reference frame
 latent is zeroed; stage 2 only). The transcript, history and motion are never dropped.
 
+`noise_seed` seeds the flow-matching draws of the sample (t, eps of both modalities; drawn by the
+trainable module on its device): the noise belongs to the sample, not to the rank that happens to
+process it, so N processes see the same draws as one process with the same global batch.
+
 Randomness comes only from the numpy Generator passed to `sample`. `LatentLoader` seeds it from
 (seed, epoch, index), so a resumed run rebuilds exactly the same samples; `dataset[i]` seeds it from
 (seed, i) alone (same sample every time).
@@ -120,6 +124,7 @@ class LatentChunks:
             "transcript_start": len(prompt),
             "pap_target": torch.tensor(float(ends[k] - offset)),  # ()
             "drop_prompt": drop_prompt, "drop_reference": drop_reference,
+            "noise_seed": int(rng.integers(0, 2**62)),
             "video": None, "reference": None, "motion": None, "sink": None,
         }
         if not self.audio_only:

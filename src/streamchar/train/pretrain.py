@@ -133,10 +133,13 @@ class StreamCharTrainable(nn.Module):
         """batch: a `collate`d sample; t (B,), eps_*: fixed draws (validation), else sampled here."""
         z_a = batch["audio"]  # (B, 33, C_a)
         B, dev = z_a.shape[0], z_a.device
+        g = None  # the sample's own noise stream (see latent_data.py), else the global RNG
+        if batch.get("noise_seed") is not None:
+            g = torch.Generator(device=dev).manual_seed(batch["noise_seed"])
         if t is None:
-            t = flow.sample_t(B, self.shift, device=dev)  # (B,)
+            t = flow.sample_t(B, self.shift, generator=g, device=dev)  # (B,)
         if eps_audio is None:
-            eps_audio = torch.randn_like(z_a)
+            eps_audio = torch.randn(z_a.shape, generator=g, device=dev, dtype=z_a.dtype)
         x_a = flow.noisy(z_a, eps_audio, t)  # (B, 33, C_a)
 
         # Orchestrator: c_a of the noisy audio; the pointer on the clean audio at t = 0 (as inference).
@@ -156,7 +159,7 @@ class StreamCharTrainable(nn.Module):
         else:
             z_v = batch["video"]  # (B, C, 9, h, w)
             if eps_video is None:
-                eps_video = torch.randn_like(z_v)
+                eps_video = torch.randn(z_v.shape, generator=g, device=dev, dtype=z_v.dtype)
             x_v = flow.noisy(z_v, eps_video, t)
             conditions = self.dit.condition_frames(batch["reference"], batch["sink"], batch["motion"])
         cache = self.dit.encode_conditions(conditions, context)
