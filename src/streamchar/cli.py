@@ -203,6 +203,10 @@ def cmd_train_pretrain(args) -> int:
     cfg = PretrainConfig.from_yaml(args.config or "configs/pretrain_tiny.yaml")
     if args.stage is not None:
         cfg.stage = args.stage
+    if args.init is not None:
+        if not Path(args.init).is_dir():
+            raise StreamCharError(f"--init folder not found: {args.init}")
+        cfg.init = args.init
     cfg = _train_overrides(cfg, args)
     report = run_pretrain(cfg)
     print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
@@ -288,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--steps", type=int, help="override train.steps")
         if name == "pretrain":
             tp.add_argument("--stage", type=int, choices=[1, 2], help="1: speech alone; 2: joint audio-video")
+            tp.add_argument("--init", help="override init: a pipeline folder to start from (e.g. stage 1's final)")
         tp.set_defaults(func=func)
     return p
 

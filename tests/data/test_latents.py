@@ -6,7 +6,7 @@ from streamchar.cli import main
 from streamchar.codecs import build_tiny_tokenizer
 from streamchar.config import tiny
 from streamchar.data import synthtalk
-from streamchar.data.latents import encode_shards, pap_targets, read_latent_shard
+from streamchar.data.latents import codec_fingerprint, encode_shards, pap_targets, read_latent_shard
 from streamchar.data.speech import espeak_available
 from streamchar.errors import StreamCharError
 from streamchar.pipeline import StreamChar
@@ -34,6 +34,7 @@ def test_encode_synthtalk_shards(tmp_path):
     model = StreamChar.from_config(tiny())
     summary = encode_shards(tmp_path / "st", tmp_path / "lat", model, progress=False)
     assert summary["clips"] == 3
+    assert summary["codec_sha256"] == codec_fingerprint(model) != codec_fingerprint(StreamChar.from_config(tiny(), 1))
     items = [x for names in summary["shards"].values() for name in names
              for x in read_latent_shard(tmp_path / "lat" / name)]
     src = {k: meta for names in summary["shards"].values() for name in names

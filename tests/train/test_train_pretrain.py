@@ -1,16 +1,14 @@
 """Pretraining (train/pretrain.py, train/latent_data.py) on a fake latent folder: no espeak, no video codec."""
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save as save_safetensors
 
 from streamchar.config import tiny
+from streamchar.data.latents import write_random_latents
 from streamchar.errors import StreamCharError
 from streamchar.pipeline import StreamChar
 from streamchar.streaming.session import StreamSession
@@ -28,46 +26,12 @@ from streamchar.train.pretrain import (
 CHUNKS = {"train": [5, 3], "val": [2]}  # chunks per clip
 
 
-def _add(tar, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def write_fake_latents(folder: Path, seed: int = 0) -> Path:
-    """A latent folder with the conventions of streamchar.data.latents, random latents at the tiny shapes."""
-    cfg, g = tiny(), torch.Generator().manual_seed(seed)
-    C, (h, w), Ca = cfg.video.latent_channels, cfg.latent_size, cfg.audio.latent_channels
-    folder.mkdir(parents=True)
-    shards = {}
-    # latents = a fixed pattern + noise, so a model can learn something that carries over to the val clips
-    mu_v, mu_a = torch.randn(1, C, 1, h, w, generator=g), torch.randn(1, Ca, generator=g)
-    for split, clips in CHUNKS.items():
-        name = f"latents-{split}-00000.tar"
-        with tarfile.open(folder / name, "w") as tar:
-            for j, n in enumerate(clips):
-                key = f"{split}{j:03d}"
-                N = 6 * n
-                tensors = {"video_latents": mu_v + 0.3 * torch.randn(n, C, 9, h, w, generator=g),
-                           "reference_latent": mu_v[0] + 0.3 * torch.randn(C, 1, h, w, generator=g),
-                           "audio_latents": mu_a + 0.3 * torch.randn(n * 33, Ca, generator=g),
-                           "token_ids": torch.randint(10, 500, (N,), generator=g)}
-                pap_end = [min(N, 6 * (k + 1) - 1) for k in range(n - 1)] + [N]  # monotone
-                meta = {"key": key, "split": split, "chunks": n, "chunk_seconds": cfg.chunk_seconds,
-                        "pap_end": pap_end, "text": "", "identity": 0, "voice": "v", "words": []}
-                _add(tar, f"{key}.safetensors", save_safetensors(tensors))
-                _add(tar, f"{key}.json", json.dumps(meta).encode())
-        shards[split] = [name]
-    (folder / "index.json").write_text(json.dumps({"clips": sum(map(len, CHUNKS.values())), "shards": shards}))
-    return folder
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
 def latents(tmp_path_factory):
-    return write_fake_latents(tmp_path_factory.mktemp("lat") / "latents")
+    return write_random_latents(tmp_path_factory.mktemp("lat") / "latents", tiny(), CHUNKS)
 
 
 def make_cfg(latents, out_dir, stage=2, **train):
@@ -295,3 +259,23 @@ def test_two_process_pretraining_matches_one(latents, tmp_path, strategy):
     assert two == pytest.approx(single, rel=1e-5)
     assert two[-1] < two[0]
     assert (tmp_path / strategy / "final" / "model_index.json").is_file()
+
+
+def test_latents_from_other_codecs_are_refused(latents, tmp_path):
+    import shutil
+
+    from streamchar.data.latents import codec_fingerprint
+    from streamchar.train.pretrain import check_codecs
+
+    folder = tmp_path / "lat"
+    shutil.copytree(latents, folder)
+    cfg = make_cfg(folder, tmp_path / "run")
+    pipe = StreamChar.from_config(tiny(), seed=cfg.model_seed)
+    index = json.loads((folder / "index.json").read_text())
+    for fingerprint, ok in ((codec_fingerprint(pipe), True), (codec_fingerprint(StreamChar.from_config(tiny(), seed=1)), False)):
+        (folder / "index.json").write_text(json.dumps({**index, "codec_sha256": fingerprint, "codecs": "ckpt/a"}))
+        if ok:
+            check_codecs(cfg, pipe)
+        else:
+            with pytest.raises(StreamCharError, match=r"encoded by other codecs \(ckpt/a\) than those of a fresh"):
+                run_pretrain(cfg)

@@ -51,12 +51,12 @@ class OobleckAudioCodec(AudioCodec):
         self.register_buffer("latents_std", torch.tensor(std, dtype=torch.float32))
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
-        # wave: (B, channels, S) in [-1, 1]
+        # wave: (B, channels, S) in [-1, 1], any float dtype (cast to the VAE's)
         self.check_wave(wave)
         # Oobleck's strided convs floor the length (drop the tail); zero-pad to a whole number of hops instead
         pad = -wave.shape[-1] % self.hop_length
         wave = F.pad(wave, (0, pad))  # (B, channels, T_a * hop)
-        z = self.vae.encode(wave).latent_dist.mode()  # (B, C_a, T_a)
+        z = self.vae.encode(wave.to(self.vae.dtype)).latent_dist.mode()  # (B, C_a, T_a)
         z = z.transpose(1, 2)  # (B, T_a, C_a)
         return (z - self.latents_mean.to(z.dtype)) / self.latents_std.to(z.dtype)
 
@@ -65,7 +65,7 @@ class OobleckAudioCodec(AudioCodec):
         self.check_latents(latents)
         num_samples = latents.shape[1] * self.hop_length
         z = latents * self.latents_std.to(latents.dtype) + self.latents_mean.to(latents.dtype)
-        wave = self.vae.decode(z.transpose(1, 2)).sample  # (B, channels, ~T_a * hop)
+        wave = self.vae.decode(z.transpose(1, 2).to(self.vae.dtype)).sample  # (B, channels, ~T_a * hop)
         # an odd-stride ConvTranspose1d in Oobleck's decoder (kernel 2s, padding ceil(s/2)) yields L*s - 1 samples,
         # not L*s, so such VAEs come out short; pad with zeros (or crop) to exactly T_a * hop to keep chunks aligned
         wave = wave[..., :num_samples]

@@ -44,16 +44,16 @@ class WanVideoCodec(VideoCodec):
         self.register_buffer("latents_std", torch.tensor(cfg.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1))
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        # frames: (B, 3, T, H, W) in [-1, 1]
+        # frames: (B, 3, T, H, W) in [-1, 1], any float dtype (cast to the VAE's)
         self.check_frames(frames)
-        z = self.vae.encode(frames).latent_dist.mode()  # (B, C, T', H/s, W/s), the posterior mean
+        z = self.vae.encode(frames.to(self.vae.dtype)).latent_dist.mode()  # (B, C, T', H/s, W/s), the posterior mean
         return (z - self.latents_mean.to(z.dtype)) / self.latents_std.to(z.dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         # latents: (B, C, T', h, w), normalised
         self.check_latents(latents)
         z = latents * self.latents_std.to(latents.dtype) + self.latents_mean.to(latents.dtype)
-        frames = self.vae.decode(z).sample  # (B, 3, 1 + 4 (T' - 1), h*s, w*s), diffusers already clamps
+        frames = self.vae.decode(z.to(self.vae.dtype)).sample  # (B, 3, 1 + 4 (T' - 1), h*s, w*s), diffusers already clamps
         return frames.clamp(-1.0, 1.0)
 
     @classmethod

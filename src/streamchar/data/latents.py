@@ -15,6 +15,7 @@ has ended. Shards are tars (`latents-{split}-{n:05d}.tar`) of `{key}.safetensors
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -90,6 +91,17 @@ def encode_clip(mp4: bytes, meta: dict, model, device="cpu") -> tuple[dict, dict
     return tensors, out
 
 
+def codec_fingerprint(model) -> str:
+    """sha256 of the video and audio codecs' weights and buffers (latent statistics included): latents are
+    only meaningful to a model whose codecs have this fingerprint."""
+    h = hashlib.sha256()
+    for name in ("video_codec", "audio_codec"):
+        for key, tensor in sorted(getattr(model, name).state_dict().items()):
+            h.update(f"{name}.{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source: str = "",
                   progress: bool = True) -> dict:
     """Every shard listed in `src`/index.json -> a latent shard in `out` (atomically, one shard at a time)."""
@@ -126,7 +138,8 @@ def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source:
                     tmp.unlink(missing_ok=True)
                 shards[split].append(final.name)
     cfg = model.cfg
-    summary = {"clips": clips, "shards": shards, "source": str(src), "codecs": source, "preset": cfg.preset,
+    summary = {"clips": clips, "shards": shards, "source": str(src), "codecs": source,
+               "codec_sha256": codec_fingerprint(model), "preset": cfg.preset,
                "video_latent_shape": [cfg.video.latent_channels, cfg.video_latent_frames, *cfg.latent_size],
                "audio_latent_channels": cfg.audio.latent_channels}
     tmp = out / ".index.json.partial"
@@ -142,3 +155,37 @@ def read_latent_shard(path: str | Path):
             yield key, load_safetensors(files["safetensors"]), json.loads(files["json"])
         except (json.JSONDecodeError, ValueError, RuntimeError) as e:
             raise StreamCharError(f"corrupt latent shard {path}: {key}: {e}") from None
+
+
+def write_random_latents(folder: str | Path, cfg, chunks: dict[str, list[int]], seed: int = 0,
+                         tokens_per_chunk: int = 6) -> Path:
+    """A latent folder in `encode_shards`' format with random latents at `cfg`'s shapes, for tests and
+    benchmarks (no SynthTalk, no codecs). `chunks[split]` lists the chunks of each clip. The latents are a
+    fixed pattern + noise (so a model can learn something that carries over to other splits); each chunk
+    speaks `tokens_per_chunk` random token ids. The index records no codec fingerprint."""
+    folder, g = Path(folder), torch.Generator().manual_seed(seed)
+    C, (h, w), Ca, T = cfg.video.latent_channels, cfg.latent_size, cfg.audio.latent_channels, cfg.video_latent_frames
+    A = cfg.audio_latent_frames
+    folder.mkdir(parents=True)
+    mu_v, mu_a = torch.randn(1, C, 1, h, w, generator=g), torch.randn(1, Ca, generator=g)
+    shards = {}
+    for split, clips in chunks.items():
+        name = f"latents-{split}-00000.tar"
+        with tarfile.open(folder / name, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for j, n in enumerate(clips):
+                key, N = f"{split}{j:03d}", tokens_per_chunk * n
+                tensors = {"video_latents": mu_v + 0.3 * torch.randn(n, C, T, h, w, generator=g),
+                           "reference_latent": mu_v[0] + 0.3 * torch.randn(C, 1, h, w, generator=g),
+                           "audio_latents": mu_a + 0.3 * torch.randn(n * A, Ca, generator=g),
+                           "token_ids": torch.randint(10, 500, (N,), generator=g)}
+                pap_end = [tokens_per_chunk * (k + 1) - 1 for k in range(n - 1)] + [N]  # monotone
+                meta = {"key": key, "split": split, "chunks": n, "chunk_seconds": cfg.chunk_seconds,
+                        "pap_end": pap_end, "text": "", "identity": 0, "voice": "random", "words": []}
+                add_member(tar, f"{key}.safetensors", save_safetensors(tensors))
+                add_member(tar, f"{key}.json", json.dumps(meta).encode())
+        shards[split] = [name]
+    index = {"clips": sum(map(len, chunks.values())), "shards": shards, "codecs": "random latents",
+             "preset": cfg.preset}
+    (folder / "index.json").write_text(json.dumps(index, indent=2))
+    return folder
+

@@ -216,9 +216,34 @@ def build_pipeline(cfg: PretrainConfig):
     from streamchar.config import preset
     from streamchar.pipeline import StreamChar
 
-    if cfg.init:
-        return StreamChar.from_pretrained(cfg.init)
-    return StreamChar.from_config(preset(cfg.preset), seed=cfg.model_seed)
+    pipe = StreamChar.from_pretrained(cfg.init) if cfg.init else StreamChar.from_config(preset(cfg.preset),
+                                                                                         seed=cfg.model_seed)
+    pipe.dit.float()  # fp32 master weights (a converted init is often bf16); bf16 compute comes from autocast
+    pipe.orchestrator.float()
+    return pipe
+
+
+def check_codecs(cfg: PretrainConfig, pipe) -> None:
+    """The latents must come from this model's codecs: a model trained on them decodes with its own."""
+    import json
+
+    from streamchar.data.latents import codec_fingerprint
+
+    index_file = Path(cfg.data) / "index.json"
+    if not index_file.is_file():
+        raise StreamCharError(f"config field data: {cfg.data} is not a latent folder (no index.json); "
+                              "make one with `streamchar data encode`")
+    index = json.loads(index_file.read_text())
+    expected = index.get("codec_sha256")
+    if expected is None:
+        logger.warning("latent folder %s does not record its codecs' fingerprint: cannot check that they are "
+                       "the model's", cfg.data)
+    elif expected != codec_fingerprint(pipe):
+        start = f"init {cfg.init}" if cfg.init else f"a fresh {cfg.preset!r} model (init: null)"
+        raise StreamCharError(
+            f"the latents in {cfg.data} were encoded by other codecs ({index.get('codecs', '?')}) than those of "
+            f"{start}: set init to a pipeline folder with those codecs (e.g. `streamchar convert --video-vae "
+            f"... --audio-vae ...`), or encode the data again with this model's codecs")
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
@@ -292,6 +317,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     cfg.validate()
     distributed.init_distributed()  # first: the loader reads rank / world size
     pipe = build_pipeline(cfg)
+    check_codecs(cfg, pipe)
     model = build_trainable(cfg, pipe)
     train_ds = build_datasets(cfg, pipe, cfg.train_split, train=True)
     loader = LatentLoader(train_ds, seed=cfg.train.seed)

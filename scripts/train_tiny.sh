@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The whole tiny recipe on this machine's CPU, from nothing to a trained `tiny` pipeline folder:
+#   SynthTalk -> tiny video VAE + tiny audio codec -> pipeline with those codecs -> latents
+#   -> pretraining stage 1 (speech) -> stage 2 (audio-video) -> <RUN>/stage2/final + a sample MP4.
+# Every step resumes or is skipped when its result is already there, so an interrupted run goes on.
+#   bash scripts/train_tiny.sh                       # defaults below (about an hour on 2 cores)
+#   RUN=runs/x CLIPS=64 STAGE2_STEPS=200 bash scripts/train_tiny.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN=${RUN:-runs/tiny}
+CLIPS=${CLIPS:-128}
+LONG=${LONG:-2}
+VIDEO_STEPS=${VIDEO_STEPS:-600}
+AUDIO_STEPS=${AUDIO_STEPS:-800}
+STAGE1_STEPS=${STAGE1_STEPS:-600}
+STAGE2_STEPS=${STAGE2_STEPS:-2000}
+SC=${SC:-.venv/bin/streamchar}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1
+mkdir -p "$RUN"
+
+step() { echo "== $(date +%H:%M:%S) $*" >&2; }
+
+if [ ! -f "$RUN/synthtalk/index.json" ]; then
+  step "SynthTalk: $CLIPS clips ($LONG long)"
+  rm -rf "$RUN/synthtalk"
+  $SC data synthtalk --num "$CLIPS" --long "$LONG" --out "$RUN/synthtalk" --quiet
+fi
+
+step "codecs: video ($VIDEO_STEPS steps) and audio ($AUDIO_STEPS steps), side by side"
+[ -f "$RUN/codec_video/codec/config.json" ] || $SC train codec-video --data "$RUN/synthtalk" \
+  --out-dir "$RUN/codec_video" --steps "$VIDEO_STEPS" > "$RUN/codec_video.log" 2>&1 &
+video=$!
+[ -f "$RUN/codec_audio/codec/config.json" ] || $SC train codec-audio --data "$RUN/synthtalk" \
+  --out-dir "$RUN/codec_audio" --steps "$AUDIO_STEPS" > "$RUN/codec_audio.log" 2>&1 &
+audio=$!
+wait $video || { tail -20 "$RUN/codec_video.log"; exit 1; }
+wait $audio || { tail -20 "$RUN/codec_audio.log"; exit 1; }
+
+if [ ! -f "$RUN/init/model_index.json" ]; then
+  step "pipeline with the trained codecs (random DiT and orchestrator)"
+  $SC convert --preset tiny --video-vae "$RUN/codec_video/codec" --audio-vae "$RUN/codec_audio/codec" \
+    --dtype fp32 --out "$RUN/init"
+fi
+
+if [ ! -f "$RUN/latents/index.json" ]; then
+  step "latents"
+  rm -rf "$RUN/latents"  # an interrupted encode
+  $SC data encode --shards "$RUN/synthtalk" --out "$RUN/latents" --checkpoint "$RUN/init" --quiet > /dev/null
+fi
+
+step "pretraining stage 1 ($STAGE1_STEPS steps)"
+$SC train pretrain --config configs/pretrain_tiny.yaml --stage 1 --init "$RUN/init" --data "$RUN/latents" \
+  --out-dir "$RUN/stage1" --steps "$STAGE1_STEPS" > "$RUN/stage1.json"
+
+step "pretraining stage 2 ($STAGE2_STEPS steps)"
+$SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$RUN/stage1/final" --data "$RUN/latents" \
+  --out-dir "$RUN/stage2" --steps "$STAGE2_STEPS" > "$RUN/stage2.json"
+
+step "sample (50-step teacher: the model is pretrained, not distilled) of a held-out identity"
+.venv/bin/python - "$RUN" <<'PY'
+import io, json, sys
+from pathlib import Path
+import av
+from streamchar.data.synthtalk import read_shard
+run = Path(sys.argv[1])
+index = json.loads((run / "synthtalk" / "index.json").read_text())
+key, mp4, meta = next(read_shard(run / "synthtalk" / index["shards"]["test"][0]))
+with av.open(io.BytesIO(mp4)) as f:
+    next(f.decode(video=0)).to_image().save(run / "reference.png")
+(run / "reference.json").write_text(json.dumps({"clip": key, "identity": meta["identity"], "text": meta["text"]}))
+PY
+$SC generate --checkpoint "$RUN/stage2/final" --ref-image "$RUN/reference.png" --sampler teacher \
+  --text "hello there, this is a tiny model trained on synthetic talking characters." \
+  --max-seconds 12 --out "$RUN/sample.mp4" --quiet
+step "done: $RUN/stage2/final, $RUN/sample.mp4"
