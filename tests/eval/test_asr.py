@@ -3,7 +3,7 @@ import pytest
 
 from streamchar.data.speech import VOICES, synthesize
 from streamchar.errors import StreamCharError
-from streamchar.eval.asr import normalize_text, transcribe, wer
+from streamchar.eval.asr import align, normalize_text, transcribe, wer
 
 SENTENCE = "Please open the window because it is very warm in here."  # pocketsphinx: WER ~0.1
 
@@ -33,3 +33,18 @@ def test_pocketsphinx_on_espeak():
     words = normalize_text(SENTENCE).split()
     shuffled = " ".join(np.random.default_rng(0).permutation(words))
     assert wer(shuffled, hyp) > score
+
+
+def test_align():
+    speech = synthesize(SENTENCE, VOICES[0])
+    before = transcribe(speech.audio, speech.sample_rate)
+    segments = align(speech.audio, speech.sample_rate, SENTENCE)
+    assert [w for w, _, _ in segments] == normalize_text(SENTENCE).split()
+    starts = [a for _, a, _ in segments]
+    assert starts == sorted(starts) and all(a < b for _, a, b in segments)
+    assert abs(segments[-1][2] - len(speech.audio) / speech.sample_rate) < 0.3
+    assert transcribe(speech.audio, speech.sample_rate) == before  # the decoder is back on its language model
+    with pytest.raises(StreamCharError, match="not in pocketsphinx's dictionary: \\['zzqxw'\\]"):
+        align(speech.audio, speech.sample_rate, "please zzqxw")
+    with pytest.raises(StreamCharError, match="no words"):
+        align(speech.audio, speech.sample_rate, " ,. ")

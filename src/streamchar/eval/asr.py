@@ -42,6 +42,24 @@ def _get_decoder():
     return _decoder
 
 
+def _pcm(audio, sample_rate: int, pad_seconds: float, noise_std: float, seed: int) -> bytes:
+    """Float audio -> 16 kHz mono int16 bytes, padded with silence each side, with a seeded noise floor."""
+    from streamchar.data.speech import resample
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0)  # (S,)
+    if audio.ndim != 1:
+        raise StreamCharError(f"pocketsphinx takes audio of shape (samples,) or (channels, samples), got {audio.shape}")
+    if sample_rate <= 0:
+        raise StreamCharError(f"sample_rate must be positive, got {sample_rate}")
+    audio = resample(audio, sample_rate, ASR_SAMPLE_RATE)
+    pad = np.zeros(int(round(pad_seconds * ASR_SAMPLE_RATE)), np.float32)
+    x = np.concatenate([pad, audio, pad]).astype(np.float64) * 32767.0
+    x += np.random.default_rng(seed).normal(0.0, noise_std, len(x))
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16).tobytes()
+
+
 def transcribe(audio, sample_rate: int, pad_seconds: float = 0.25, noise_std: float = 100.0,
                seed: int = 0) -> str:
     """Mono or (channels, samples) float audio in [-1, 1] -> pocketsphinx's transcript (lower case words).
@@ -49,26 +67,44 @@ def transcribe(audio, sample_rate: int, pad_seconds: float = 0.25, noise_std: fl
     The audio is mixed to mono, resampled to 16 kHz, padded with `pad_seconds` of silence each side, and
     gets Gaussian noise of `noise_std` (int16 scale, generator seeded by `seed`) before int16 conversion.
     """
-    from streamchar.data.speech import resample
-
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=0)  # (S,)
-    if audio.ndim != 1:
-        raise StreamCharError(f"transcribe takes audio of shape (samples,) or (channels, samples), got {audio.shape}")
-    if sample_rate <= 0:
-        raise StreamCharError(f"sample_rate must be positive, got {sample_rate}")
-    audio = resample(audio, sample_rate, ASR_SAMPLE_RATE)
-    pad = np.zeros(int(round(pad_seconds * ASR_SAMPLE_RATE)), np.float32)
-    x = np.concatenate([pad, audio, pad]).astype(np.float64) * 32767.0
-    x += np.random.default_rng(seed).normal(0.0, noise_std, len(x))
-    pcm = np.clip(np.round(x), -32768, 32767).astype(np.int16)
+    pcm = _pcm(audio, sample_rate, pad_seconds, noise_std, seed)
     decoder = _get_decoder()
     decoder.start_utt()
-    decoder.process_raw(pcm.tobytes(), full_utt=True)
+    decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
     hyp = decoder.hyp()
     return normalize_text(hyp.hypstr) if hyp is not None else ""
+
+
+def align(audio, sample_rate: int, text: str, pad_seconds: float = 0.25, noise_std: float = 100.0,
+          seed: int = 0) -> list[tuple[str, float, float]]:
+    """Forced alignment of `text` to the audio: [(word, start s, end s)] in the audio's time (10 ms frames).
+
+    pocketsphinx's `set_align_text` with its bundled dictionary; silences are left out and alternate
+    pronunciations lose their "(2)" mark. A word missing from the dictionary is an error naming it.
+    """
+    words = normalize_text(text)
+    if not words:
+        raise StreamCharError("align: the text has no words")
+    pcm = _pcm(audio, sample_rate, pad_seconds, noise_std, seed)
+    decoder = _get_decoder()
+    missing = [w for w in words.split() if decoder.lookup_word(w) is None]
+    if missing:
+        raise StreamCharError(f"align: words not in pocketsphinx's dictionary: {missing}")
+    decoder.set_align_text(words)
+    try:
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        segments = [(re.sub(r"\(\d+\)$", "", seg.word), round(seg.start_frame / 100 - pad_seconds, 3),
+                     round((seg.end_frame + 1) / 100 - pad_seconds, 3))
+                    for seg in decoder.seg() if seg.word not in ("<s>", "</s>", "<sil>", "[NOISE]")]
+    finally:
+        decoder.activate_search()  # back to the language model for `transcribe`
+    if [w for w, _, _ in segments] != words.split():
+        raise StreamCharError(f"align: pocketsphinx could not align the text to the audio ({len(segments)} of "
+                              f"{len(words.split())} words)")
+    return segments
 
 
 def wer(refs: list[str] | str, hyps: list[str] | str) -> float:
