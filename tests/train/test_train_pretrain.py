@@ -180,7 +180,7 @@ def test_activation_checkpointing_gives_the_same_loss(latents, tmp_path):
 
 def test_run_pretrain_writes_a_loadable_pipeline(latents, tmp_path):
     cfg = make_cfg(latents, tmp_path / "run", steps=2, val_every=2, ckpt_every=2, ema_decay=0.5)
-    cfg.sample_every = 2
+    cfg.sample_every, cfg.sample_seconds = 2, 1.375
     summary = run_pretrain(cfg)
     assert (tmp_path / "run" / "samples" / "step_00000002.mp4").stat().st_size > 0
     assert summary["steps"] == 2 and len(summary["losses"]) == 2 and "val/loss_flow" in summary
@@ -279,3 +279,15 @@ def test_latents_from_other_codecs_are_refused(latents, tmp_path):
         else:
             with pytest.raises(StreamCharError, match=r"encoded by other codecs \(ckpt/a\) than those of a fresh"):
                 run_pretrain(cfg)
+
+
+def test_sample_inputs_come_from_a_val_clip(latents, tmp_path):
+    from streamchar.train.pretrain import sample_inputs
+
+    cfg = make_cfg(latents, tmp_path)
+    pipe = StreamChar.from_config(tiny(), seed=0)
+    image, text = sample_inputs(pipe, build_datasets(cfg, pipe, "val", train=False))
+    assert text == "hello there" and image.shape == (64, 64, 3) and image.dtype == np.uint8
+    assert image.std() > 0  # the decoded reference latent, not the gray fallback
+    gray, sentence = sample_inputs(pipe, None)
+    assert (gray == 128).all() and sentence

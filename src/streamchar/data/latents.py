@@ -180,7 +180,8 @@ def write_random_latents(folder: str | Path, cfg, chunks: dict[str, list[int]], 
                            "token_ids": torch.randint(10, 500, (N,), generator=g)}
                 pap_end = [tokens_per_chunk * (k + 1) - 1 for k in range(n - 1)] + [N]  # monotone
                 meta = {"key": key, "split": split, "chunks": n, "chunk_seconds": cfg.chunk_seconds,
-                        "pap_end": pap_end, "text": "", "identity": 0, "voice": "random", "words": []}
+                        "pap_end": pap_end, "text": "hello there", "identity": 0, "voice": "random",
+                        "words": []}
                 add_member(tar, f"{key}.safetensors", save_safetensors(tensors))
                 add_member(tar, f"{key}.json", json.dumps(meta).encode())
         shards[split] = [name]

@@ -82,7 +82,7 @@ class LatentChunks:
                                           f"{len(t['token_ids'])} tokens")
                 if audio_only:
                     del t["video_latents"], t["reference_latent"]
-                self.clips.append({"key": key, "pap_end": list(ends), **t})
+                self.clips.append({"key": key, "pap_end": list(ends), "text": meta.get("text", ""), **t})
         self.items = [(c, k) for c, clip in enumerate(self.clips) for k in range(len(clip["pap_end"]))]
         if not self.items:
             raise StreamCharError(f"the {split!r} split of {folder} holds no chunks")

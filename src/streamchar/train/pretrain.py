@@ -60,7 +60,8 @@ class PretrainConfig(YamlConfig):
     audio_weight: float = 1.0
     shift: float = 5.0  # timestep shift of the training t (Wan's, as stream.shift)
     val_samples: int = 4  # fixed val samples (fixed t and noise) for val/loss
-    sample_every: int = 0  # > 0: at checkpoints whose step is a multiple, a 2-chunk MP4 in <out_dir>/samples/
+    sample_every: int = 0  # > 0: at checkpoints whose step is a multiple, a sample MP4 in <out_dir>/samples/
+    sample_seconds: float = 5.5  # the sample's length at most (it ends with its transcript): 4 chunks
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "PretrainConfig":
@@ -79,6 +80,8 @@ class PretrainConfig(YamlConfig):
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.shift > 0:
             bad("shift", f"must be > 0, got {self.shift}")
+        if not self.sample_seconds > 0:
+            bad("sample_seconds", f"must be > 0, got {self.sample_seconds}")
         if self.history_chunks is not None and self.history_chunks < 0:
             bad("history_chunks", f"must be >= 0 (or null), got {self.history_chunks}")
         self.train.validate("train")
@@ -296,16 +299,31 @@ def export_pipeline(trainer, pipe, path: Path) -> None:
     distributed.barrier()
 
 
-def write_sample(folder: Path, path: Path, prompt: str, seconds: float) -> None:
-    """Stream `seconds` from the pipeline folder into an MP4 (a gray reference frame, a fixed sentence)."""
+def sample_inputs(pipe, dataset: LatentChunks | None) -> tuple[np.ndarray, str]:
+    """The validation sample's reference frame (H, W, 3) uint8 and transcript: the first val clip's (its
+    reference latent decoded by the model's own codec), or a gray frame and a fixed sentence."""
+    H, W = pipe.cfg.video.height, pipe.cfg.video.width
+    clip = next((c for c in dataset.clips if c.get("text") and "reference_latent" in c), None) if dataset else None
+    if clip is None:
+        return np.full((H, W, 3), 128, np.uint8), "hello there, this is a sample."
+    codec = pipe.video_codec
+    with torch.no_grad():
+        z = clip["reference_latent"][None].to(next(codec.parameters()).device)  # (1, C, 1, h, w)
+        frame = codec.decode(z)[0, :, 0]  # (3, H, W) in [-1, 1]
+    image = ((frame.float().permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return image, clip["text"]
+
+
+def write_sample(folder: Path, path: Path, prompt: str, seconds: float, ref_image: np.ndarray, text: str) -> None:
+    """Stream up to `seconds` from the pipeline folder into an MP4 with the 50-step teacher sampler (a
+    pretrained model is not distilled yet)."""
     from streamchar.pipeline import StreamChar
     from streamchar.streaming.generate import stream_to_file
     from streamchar.streaming.session import StreamSession
 
     model = StreamChar.from_pretrained(folder)
-    H, W = model.cfg.video.height, model.cfg.video.width
-    session = StreamSession(model, text="hello there, this is a sample.", ref_image=np.full((H, W, 3), 128, np.uint8),
-                            prompt=prompt, max_seconds=seconds, stop_at_end=False)
+    session = StreamSession(model, text=text, ref_image=ref_image, prompt=prompt, max_seconds=seconds,
+                            sampler="teacher")
     path.parent.mkdir(parents=True, exist_ok=True)
     stream_to_file(session, path, progress=False)
 
@@ -321,20 +339,23 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     model = build_trainable(cfg, pipe)
     train_ds = build_datasets(cfg, pipe, cfg.train_split, train=True)
     loader = LatentLoader(train_ds, seed=cfg.train.seed)
-    val_fn = None
-    if cfg.train.val_every and cfg.val_samples:
+    val_fn, val_ds = None, None
+    if (cfg.train.val_every and cfg.val_samples) or cfg.sample_every:
         val_ds = build_datasets(cfg, pipe, cfg.val_split, train=False)
+    if cfg.train.val_every and cfg.val_samples:
         val_fn = make_val_fn(val_ds, cfg.val_samples, cfg.stage)
     out_dir = Path(cfg.train.out_dir)
 
     on_checkpoint = None
     if cfg.sample_every:
+        ref_image, text = sample_inputs(pipe, val_ds if cfg.stage == 2 else None)
         def on_checkpoint(ckpt: Path, step: int):  # samples from the checkpointed weights, rank 0 only
             if step % cfg.sample_every == 0:
                 tmp = out_dir / "samples" / ".pipeline"
                 export_pipeline(trainer, pipe, tmp)
                 if distributed.is_main():
-                    write_sample(tmp, out_dir / "samples" / f"step_{step:08d}.mp4", cfg.prompt, 2 * pipe.cfg.chunk_seconds)
+                    write_sample(tmp, out_dir / "samples" / f"step_{step:08d}.mp4", cfg.prompt, cfg.sample_seconds,
+                                 ref_image, text)
 
     trainer = Trainer(model, pretrain_loss, loader, cfg.train, blocks=model.blocks, val_fn=val_fn,
                       on_checkpoint=on_checkpoint)
