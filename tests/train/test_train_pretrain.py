@@ -207,8 +207,8 @@ def test_config_errors_name_the_field(latents, tmp_path):
     cfg.to_yaml(path)
     assert PretrainConfig.from_yaml(path) == cfg
     root = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("pretrain_tiny.yaml", "pretrain_paper.yaml"):
-        assert PretrainConfig.from_yaml(root / name).stage == 2
+    for name, stage in (("pretrain_tiny.yaml", 2), ("pretrain_paper.yaml", 2), ("pretrain_paper_stage1.yaml", 1)):
+        assert PretrainConfig.from_yaml(root / name).stage == stage
 
 
 def test_cli_train_pretrain(latents, tmp_path, capsys):

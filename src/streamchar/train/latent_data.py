@@ -80,8 +80,11 @@ class LatentChunks:
                     raise StreamCharError(f"clip {key} in {folder / name} is inconsistent: {n} chunks, "
                                           f"audio latents {tuple(t['audio_latents'].shape)}, {len(ends)} pap_end, "
                                           f"{len(t['token_ids'])} tokens")
-                if audio_only:
-                    del t["video_latents"], t["reference_latent"]
+                if not audio_only and not {"video_latents", "reference_latent"} <= set(t):
+                    raise StreamCharError(f"clip {key} in {folder / name} has no video latents (speech only?): "
+                                          "audio-video training needs them (stage 1 trains on speech alone)")
+                if audio_only:  # a speech corpus may have no video latents at all
+                    t.pop("video_latents", None), t.pop("reference_latent", None)
                 self.clips.append({"key": key, "pap_end": list(ends), "text": meta.get("text", ""), **t})
         self.items = [(c, k) for c, clip in enumerate(self.clips) for k in range(len(clip["pap_end"]))]
         if not self.items:
