@@ -1,4 +1,5 @@
-"""Speech recognition for intelligibility checks: pocketsphinx transcripts and corpus-level word error rate.
+"""Speech recognition for intelligibility checks: pocketsphinx transcripts (or Whisper from a local folder),
+forced alignment, long streams transcribed window by window, and corpus-level word error rate.
 
 pocketsphinx 5's wheel ships a US English acoustic model, dictionary and language model, so `Decoder()`
 with its default config works offline. It wants 16 kHz mono int16. On clean espeak-ng speech it does
@@ -11,8 +12,10 @@ to ~0.3. The noise is seeded, so a transcript is deterministic.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from streamchar.errors import StreamCharError
 
@@ -20,14 +23,24 @@ ASR_SAMPLE_RATE = 16000  # what pocketsphinx's default model takes
 _decoder = None  # one pocketsphinx Decoder per process, made on first use (~0.4 s)
 
 
+def _spell_number(match: re.Match) -> str:
+    from num2words import num2words
+
+    number, suffix = match.group(1).replace(",", ""), (match.group(2) or "").lower()
+    if suffix:  # 1st, 2nd, 23rd, 4th
+        return " " + num2words(int(number), to="ordinal") + " "
+    return " " + num2words(float(number) if "." in number else int(number)) + " "
+
+
 def normalize_text(s: str) -> str:
-    """Lower case; curly apostrophes become "'"; every other non-letter/digit character (punctuation,
-    hyphens) becomes a space; whitespace collapsed. Apostrophes inside words stay ("don't"), stray ones go.
-    Digits are left as they are (not spelled out): pocketsphinx only outputs words, and the SynthTalk corpus
-    has no digits, so a reference with digits would count them as errors.
-        "Hello, World!  It's well-known." -> "hello world it's well known"
+    """Lower case; numbers spelled out (num2words: "42" -> "forty two", "3.5" -> "three point five",
+    "1,000" -> "one thousand", "2nd" -> "second"), so "42" and "forty-two" score alike whichever side writes
+    digits; curly apostrophes become "'"; every other non-letter/digit character (punctuation, hyphens)
+    becomes a space; whitespace collapsed. Apostrophes inside words stay ("don't"), stray ones go.
+        "Hello, World!  It's well-known, 42." -> "hello world it's well known forty two"
     """
     s = s.lower().replace("\u2019", "'").replace("\u2018", "'")
+    s = re.sub(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)(st|nd|rd|th)?\b", _spell_number, s)
     s = re.sub(r"[^\w\s']|_", " ", s)  # punctuation -> space, apostrophes kept
     s = re.sub(r"(?<!\w)'|'(?!\w)", " ", s)  # an apostrophe not between two word characters is a quote
     return " ".join(s.split())
@@ -120,3 +133,45 @@ def wer(refs: list[str] | str, hyps: list[str] | str) -> float:
     if any(not r for r in refs):
         raise StreamCharError("wer: a reference is empty after normalisation (WER is undefined for it)")
     return float(jiwer.process_words(refs, hyps).wer)
+
+
+class WhisperTranscriber:
+    """Whisper from a LOCAL model folder (`WhisperForConditionalGeneration` + its processor, as saved by
+    `save_pretrained`), English, greedy decoding. `transcriber(audio, sample_rate) -> normalised text`."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise StreamCharError(f"WER (whisper): no Whisper model folder at {path} (config.json missing); "
+                                  "pass the folder saved by save_pretrained, e.g. --whisper DIR")
+        self.processor = WhisperProcessor.from_pretrained(path)
+        self.model = WhisperForConditionalGeneration.from_pretrained(path).to(device).eval()
+        self.device = device
+        self.sample_rate = self.processor.feature_extractor.sampling_rate  # 16 kHz
+
+    @torch.no_grad()
+    def __call__(self, audio, sample_rate: int) -> str:
+        from streamchar.data.speech import resample
+
+        audio = np.asarray(audio, dtype=np.float32)
+        audio = audio.mean(axis=0) if audio.ndim == 2 else audio
+        audio = resample(audio, sample_rate, self.sample_rate)
+        features = self.processor(audio, sampling_rate=self.sample_rate, return_tensors="pt").input_features
+        ids = self.model.generate(features.to(self.device), language="en", task="transcribe")
+        return normalize_text(self.processor.batch_decode(ids, skip_special_tokens=True)[0])
+
+
+def transcribe_windows(audio, sample_rate: int, window_seconds: float = 20.0, transcriber=None) -> str:
+    """A long stream's transcript: the audio cut into `window_seconds` windows, each transcribed alone
+    (pocketsphinx `transcribe` by default, or a `WhisperTranscriber`), the texts joined. A word cut by a
+    window boundary may be lost or split: a small, stated error that favours no system."""
+    audio = np.asarray(audio, dtype=np.float32)
+    audio = audio.mean(axis=0) if audio.ndim == 2 else audio
+    if not window_seconds > 0:
+        raise StreamCharError(f"window_seconds must be > 0, got {window_seconds}")
+    step = max(1, int(round(window_seconds * sample_rate)))
+    run = transcriber if transcriber is not None else transcribe
+    return " ".join(t for t in (run(audio[i:i + step], sample_rate) for i in range(0, len(audio), step)) if t)
+
