@@ -1,10 +1,10 @@
+import os
+
 import numpy as np
 import pytest
 
 from streamchar.data.speech import VOICES, synthesize
 from streamchar.errors import StreamCharError
-import os
-
 from streamchar.eval.asr import WhisperTranscriber, align, normalize_text, transcribe, transcribe_windows, wer
 
 SENTENCE = "Please open the window because it is very warm in here."  # pocketsphinx: WER ~0.1
