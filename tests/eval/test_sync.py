@@ -55,3 +55,46 @@ def test_errors():
         sync_scores(np.zeros((0, 3)), np.zeros((0, 3)))
     with pytest.raises(StreamCharError, match="unknown distance"):
         sync_scores(np.zeros((5, 3)), np.zeros((5, 3)), distance="cosine")
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    """Two SynthTalk characters speaking (espeak-ng + the renderer), with their true soundtracks."""
+    from streamchar.data.identity import IDENTITIES
+    from streamchar.data.render import render_clip
+    from streamchar.data.speech import VOICES, espeak_available, synthesize
+
+    if not espeak_available():
+        pytest.skip("libespeak-ng is not installed (apt-get install espeak-ng)")
+    text = ("Good morning, Anna. The old bridge was quiet today. "
+            "Peter found a yellow kite near the river, and we carried it home.")
+    clips = []
+    for identity, voice in ((3, 0), (17, 5)):
+        s = synthesize(text, VOICES[voice])
+        frames = render_clip(IDENTITIES[identity], [(p.ipa, p.start, p.end) for p in s.phonemes],
+                             [(w.start, w.end) for w in s.words], len(s.audio) / s.sample_rate, seed=identity)
+        clips.append((frames, s.audio, s.sample_rate))
+    return clips
+
+
+def test_sync_proxy_recovers_a_planted_offset(rendered):
+    from streamchar.eval.sync import sync_proxy
+
+    for frames, audio, sr in rendered:
+        true = sync_proxy(frames, audio, sr, fps=24)
+        assert abs(true.offset) <= 1 and true.sync_c > 0.15, true  # visemes may anticipate the sound a frame
+        for d in (-5, 4, 9):
+            shift = round(d * sr / 24)
+            moved = np.roll(audio, shift)  # the soundtrack d frames late (d < 0: early)
+            moved[:shift] = 0 if shift > 0 else moved[:shift]
+            if shift < 0:
+                moved[shift:] = 0
+            found = sync_proxy(frames, moved, sr, fps=24).offset
+            assert abs(found + d) <= 1, (d, found)  # to within a frame (42 ms): the proxy's resolution
+
+
+def test_sync_proxy_errors():
+    from streamchar.eval.sync import sync_proxy
+
+    with pytest.raises(StreamCharError, match="square"):
+        sync_proxy(np.zeros((10, 64, 48, 3), np.uint8), np.zeros(1000), 16000, 24)

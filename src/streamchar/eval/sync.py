@@ -10,8 +10,14 @@ over frames, and reads off
     offset = -argmin_k                                 (SyncNet's sign: audio delayed by d frames -> -d)
 
 `sync_scores` is that maths on any pair of per-frame sequences; the embedding networks live elsewhere.
-With `distance="abs"` the same search runs on 1-D signals (the SynthTalk proxy: mouth opening vs audio
-envelope, normalised), with `distance="euclidean"` on SyncNet's embeddings.
+With `distance="euclidean"` it runs on SyncNet's embeddings; with `distance="abs"` on 1-D signals:
+
+`sync_proxy` is the weights-free stand-in for SynthTalk characters (reported as `sync_proxy`, never as
+Sync-C/D): the mouth opening (the share of dark pixels, luminance < 80, in the renderer's mouth box) against
+the audio envelope (RMS per video frame in dB, floored 40 dB below its peak), both standardised, searched
+over the same lags at the video's own frame rate. On espeak-ng speech rendered by SynthTalk the true
+soundtrack scores offset 0 or 1 (the mouth may anticipate the sound by a frame); a soundtrack shifted by
+d frames moves it by -d.
 """
 
 from __future__ import annotations
@@ -65,3 +71,39 @@ def sync_scores(video, audio, max_lag: int = MAX_LAG, distance: str = "euclidean
     sync_d = float(mean_dist[best])
     return SyncResult(sync_c=float(np.median(mean_dist) - sync_d), sync_d=sync_d, offset=max_lag - best,
                       mean_dist=mean_dist.tolist())
+
+
+def mouth_opening(frames) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames of a SynthTalk-layout character -> (T,) share of dark mouth pixels."""
+    from streamchar.data.render import mouth_box
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[1] != frames.shape[2]:
+        raise StreamCharError(f"sync_proxy needs square (T, H, W, 3) frames, got {frames.shape}")
+    x0, y0, x1, y1 = mouth_box(None, frames.shape[1])  # the layout is the same for every identity
+    lum = frames[:, y0:y1, x0:x1].astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # (T, h, w)
+    return (lum < 80).mean(axis=(1, 2))
+
+
+def audio_envelope(audio, sample_rate: int, fps: float, frames: int, floor_db: float = 40.0) -> np.ndarray:
+    """(S,) or (channels, S) audio -> (frames,) RMS of each video frame's samples in dB, floored."""
+    x = np.asarray(audio, np.float64)
+    x = x.mean(axis=0) if x.ndim == 2 else x
+    hop = sample_rate / fps
+    bounds = np.round(np.arange(frames + 1) * hop).astype(int)
+    rms = np.array([np.sqrt(np.mean(x[a:b] ** 2)) if b > a and a < len(x) else 0.0
+                    for a, b in zip(bounds[:-1], bounds[1:])])
+    db = 20 * np.log10(rms + 1e-12)
+    return np.maximum(db, db.max() - floor_db)
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-9)
+
+
+def sync_proxy(frames, audio, sample_rate: int, fps: float, max_lag: int = MAX_LAG) -> SyncResult:
+    """The SynthTalk sync proxy of one clip (see the module docstring)."""
+    mouth = mouth_opening(frames)
+    envelope = audio_envelope(audio, sample_rate, fps, len(mouth))
+    return sync_scores(_standardise(mouth), _standardise(envelope), max_lag, distance="abs")
+
