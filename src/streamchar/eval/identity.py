@@ -249,21 +249,12 @@ def identity_proxy(frames, reference, box=None, bins: int = 16) -> dict:
 
 
 def resolve_face_embedder_path(path: str | os.PathLike | None = None, layout: str = "arcface112") -> Path:
-    """The TorchScript file: `path`, else $STREAMCHAR_FACE_EMBEDDER; a folder holding the layout's expected
-    file name is accepted. Nothing there -> one-line StreamCharError naming the metric, file and variable."""
-    expected = LAYOUTS[layout][1]
-    chosen = path if path is not None else (os.environ.get(FACE_EMBEDDER_ENV) or None)
-    if chosen is None:
-        raise StreamCharError(f"identity_similarity / human_identity need a TorchScript face-embedding network "
-                              f"({expected}, layout {layout}): pass its path or set {FACE_EMBEDDER_ENV}")
-    p = Path(chosen).expanduser()
-    if p.is_dir() and (p / expected).is_file():
-        p = p / expected
-    if not p.is_file():
-        raise StreamCharError(f"identity_similarity / human_identity weights not found: no file at {p} "
-                              f"(expected TorchScript {expected}, layout {layout}; pass a path or set "
-                              f"{FACE_EMBEDDER_ENV})")
-    return p
+    """The TorchScript file: `path`, else $STREAMCHAR_FACE_EMBEDDER (a folder holding the layout's file is
+    accepted); nothing there -> one-line StreamCharError naming the metric, file and variable."""
+    from streamchar.eval.features import weights_path
+
+    return weights_path(f"identity_similarity / human_identity (layout {layout})", FACE_EMBEDDER_ENV, path,
+                        LAYOUTS[layout][1])
 
 
 class FaceEmbedder:

@@ -131,19 +131,11 @@ class SharpnessProxy:
 
 
 def resolve_musiq_path(path: str | os.PathLike | None = None) -> Path:
-    """The MUSIQ TorchScript file: `path`, else $STREAMCHAR_MUSIQ (a folder holding musiq_spaq.pt is accepted).
-    Nothing there -> one-line StreamCharError naming the metric, the file and the variable."""
-    chosen = path if path is not None else (os.environ.get(MUSIQ_ENV) or None)
-    if chosen is None:
-        raise StreamCharError(f"imaging_quality (MUSIQ) needs a TorchScript MUSIQ file ({MUSIQ_FILE}): pass its "
-                              f"path or set {MUSIQ_ENV}")
-    p = Path(chosen).expanduser()
-    if p.is_dir() and (p / MUSIQ_FILE).is_file():
-        p = p / MUSIQ_FILE
-    if not p.is_file():
-        raise StreamCharError(f"imaging_quality (MUSIQ) weights not found: no file at {p} (expected TorchScript "
-                              f"{MUSIQ_FILE}; pass a path or set {MUSIQ_ENV})")
-    return p
+    """The MUSIQ TorchScript file: `path`, else $STREAMCHAR_MUSIQ (a folder holding musiq_spaq.pt is accepted);
+    nothing there -> one-line StreamCharError naming the metric, the file and the variable."""
+    from streamchar.eval.features import weights_path
+
+    return weights_path("imaging_quality (MUSIQ)", MUSIQ_ENV, path, MUSIQ_FILE)
 
 
 def vbench_resize(x, max_side: int = MUSIQ_MAX_SIDE):
