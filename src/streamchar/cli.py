@@ -17,13 +17,13 @@ NO_MODEL = ("no trained model is bundled yet: pass --checkpoint DIR for a traine
             "or --random-init to stream with random weights")
 
 
-def _positive(value: str) -> float:
+def _positive(value: str, option: str = "--max-seconds") -> float:
     try:
         x = float(value)
     except ValueError:
-        raise StreamCharError(f"--max-seconds must be a number, got {value!r}") from None
+        raise StreamCharError(f"{option} must be a number, got {value!r}") from None
     if not x > 0 or x != x or x == float("inf"):
-        raise StreamCharError(f"--max-seconds must be > 0, got {value}")
+        raise StreamCharError(f"{option} must be > 0, got {value}")
     return x
 
 
@@ -213,6 +213,61 @@ def cmd_train_pretrain(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from streamchar.eval.protocols import emtd_items, get_protocol, synthtalk_items
+    from streamchar.eval.report import EvalOptions, evaluate
+
+    protocol = get_protocol(args.protocol)
+    refs = Path(args.refs) if args.refs else None
+    if args.generate:
+        if (args.checkpoint is None) == (not args.random_init):
+            raise StreamCharError("--generate needs the model: --checkpoint DIR (trained) or --random-init")
+        if args.checkpoint is not None and not Path(args.checkpoint).is_dir():
+            raise StreamCharError(f"checkpoint folder not found: {args.checkpoint}")
+        if (args.data is None) == (args.emtd is None):
+            raise StreamCharError("--generate needs the items: --data SYNTHTALK_DIR or --emtd DIR (one of them)")
+        if args.limit is not None and args.limit < 1:
+            raise StreamCharError(f"--limit must be >= 1, got {args.limit}")
+        seconds = _positive(args.seconds, "--seconds") if args.seconds is not None else None
+        items = (synthtalk_items(args.data, protocol, seed=args.seed, limit=args.limit) if args.data
+                 else emtd_items(args.emtd, protocol, seed=args.seed, limit=args.limit))
+        refs = refs or Path(args.videos) / "refs"
+
+        from streamchar.config import preset
+        from streamchar.device import inference_dtype, pick_device
+        from streamchar.eval.generate import generate_items
+        from streamchar.pipeline import StreamChar
+
+        device = pick_device(args.device)
+        if args.checkpoint is not None:
+            model = StreamChar.from_pretrained(args.checkpoint, device=device)
+        else:
+            print(f"streamchar: generating with RANDOM weights (--random-init, preset {args.preset}): the scores "
+                  "measure noise, not a model", file=sys.stderr)
+            model = StreamChar.from_config(preset(args.preset), seed=args.seed).to(device)
+        model = model.to(inference_dtype(device))
+        done = generate_items(model, items, protocol, Path(args.videos), refs, seconds=seconds, sampler=args.sampler,
+                              seed=args.seed, progress=not args.quiet)
+        print(f"streamchar: {done['generated']} streams generated, {done['kept']} kept from an earlier run, "
+              f"into {args.videos}", file=sys.stderr)
+    elif args.checkpoint or args.random_init or args.data or args.emtd:
+        raise StreamCharError("--checkpoint / --random-init / --data / --emtd drive generation: add --generate")
+    opts = EvalOptions(protocol=args.protocol, refs=refs, timings=Path(args.timings) if args.timings else None,
+                       device=args.eval_device, frame_stride=args.frame_stride, fid_frames=args.fid_frames,
+                       fvd_clips=args.fvd_clips, sync_window=args.sync_window, inception=args.inception,
+                       i3d=args.i3d, syncnet=args.syncnet, face_detector=args.face_detector,
+                       face_embedder=args.face_embedder, face_embedder_layout=args.face_embedder_layout,
+                       musiq=args.musiq, raft=args.raft, whisper=args.whisper)
+    report = evaluate(args.videos, args.out, opts, progress=not args.quiet)
+    width = max(len(k) for k in report["metrics"]) if report["metrics"] else 0
+    for name, m in report["metrics"].items():
+        value = "n/a" if m["value"] is None else f"{m['value']:.4f}"
+        print(f"{name:{width}s}  {value:>10s}  ({m.get('backend', '')}{', proxy' if m.get('proxy') else ''})")
+    print(f"streamchar: wrote {Path(args.out) / 'report.json'} and summary.md ({len(report['videos'])} videos, "
+          f"{len(report['plots'])} plots)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -279,6 +334,45 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--device", default="auto")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_data_encode)
+
+    e = sub.add_parser("eval", help="score generated videos under the paper's protocols (report, summary, plots)")
+    e.add_argument("--videos", required=True, help="folder of <key>.mp4 (+ <key>.txt transcripts, "
+                   "<key>.timings.json); with --generate, where the streams are written")
+    e.add_argument("--out", required=True, help="report folder: report.json, summary.md, plots/")
+    e.add_argument("--protocol", default="short", choices=["short", "long"],
+                   help="short: 10 s clips; long: 5-minute streams (Quality Drift, windowed WER)")
+    e.add_argument("--refs", help="folder of <key>.mp4 ground truth (FID/FVD) and <key>.png reference portraits")
+    e.add_argument("--timings", help="folder of <key>.timings.json (default: next to the videos)")
+    e.add_argument("--frame-stride", type=int, default=1, help="per-frame metrics on every n-th frame")
+    e.add_argument("--fid-frames", type=int, default=16, help="evenly spaced frames per video for FID")
+    e.add_argument("--fvd-clips", type=int, default=1, help="16-frame clips per video for FVD")
+    e.add_argument("--sync-window", type=float, default=10.0, help="seconds per sync window")
+    e.add_argument("--eval-device", default="cpu", help="device for the metric networks")
+    weights = e.add_argument_group("weights of the learned metrics (default: the environment variable)")
+    for flag, env, what in (("--inception", "STREAMCHAR_INCEPTION", "FID: inception-2015-12-05.pt"),
+                            ("--i3d", "STREAMCHAR_I3D", "FVD: i3d_torchscript.pt"),
+                            ("--syncnet", "STREAMCHAR_SYNCNET", "Sync-C/D: syncnet_v2.model"),
+                            ("--face-detector", "STREAMCHAR_FACE_DETECTOR", "face boxes: YuNet ONNX"),
+                            ("--face-embedder", "STREAMCHAR_FACE_EMBEDDER", "identity: TorchScript face embedder"),
+                            ("--musiq", "STREAMCHAR_MUSIQ", "imaging quality: MUSIQ TorchScript"),
+                            ("--raft", "STREAMCHAR_RAFT", "dynamic degree: RAFT TorchScript"),
+                            ("--whisper", "STREAMCHAR_WHISPER", "WER: a Whisper folder (default: pocketsphinx)")):
+        weights.add_argument(flag, help=f"{what} (${env})")
+    weights.add_argument("--face-embedder-layout", default="arcface112", choices=["arcface112", "vbench2"])
+    gen = e.add_argument_group("generation (--generate)")
+    gen.add_argument("--generate", action="store_true", help="first stream the protocol's items into --videos")
+    gen.add_argument("--checkpoint", help="a trained model folder")
+    gen.add_argument("--random-init", action="store_true", help="random weights (tests the pipeline only)")
+    gen.add_argument("--preset", default="tiny", choices=["tiny", "paper"], help="with --random-init")
+    gen.add_argument("--data", help="a SynthTalk folder: its held-out test split gives the items")
+    gen.add_argument("--emtd", help="an EMTD-layout folder (<name>.mp4 + <name>.txt) gives the items")
+    gen.add_argument("--limit", type=int, help="at most this many items (default: the protocol's number)")
+    gen.add_argument("--seconds", default=None, help="stream length (default: the protocol's)")
+    gen.add_argument("--sampler", default="student", choices=["student", "teacher"])
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", default="auto", help="device for generation")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("train", help="training stages (single process, or under torchrun)").add_subparsers(
         dest="command_name", required=True)

@@ -74,7 +74,7 @@ def weights_path(metric: str, env_var: str, option: str | os.PathLike | None, fi
     """The weights file for `metric`: `option` if given, else $env_var (empty counts as unset).
     A folder holding `filename` is accepted too. Nothing found -> one-line StreamCharError."""
     chosen = option if option is not None else (os.environ.get(env_var) or None)
-    expected = f"the TorchScript file {filename}" if filename else "a TorchScript weights file"
+    expected = f"the weights file {filename}" if filename else "a weights file"
     if chosen is None:
         raise StreamCharError(f"{metric} needs {expected}: pass its path or set {env_var}")
     p = Path(chosen).expanduser()

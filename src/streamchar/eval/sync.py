@@ -13,7 +13,9 @@ over frames, and reads off
 With `distance="euclidean"` it runs on SyncNet's embeddings; with `distance="abs"` on 1-D signals:
 
 `sync_proxy` is the weights-free stand-in for SynthTalk characters (reported as `sync_proxy`, never as
-Sync-C/D): the mouth opening (the share of dark pixels, luminance < 80, in the renderer's mouth box) against
+Sync-C/D): the mouth opening (the luminance contrast, i.e. the standard deviation of luminance, in the renderer's
+mouth box: an open mouth shows a dark interior between lips and teeth; a fixed darkness threshold failed on
+dark-skinned or bearded characters, the contrast works for all 24 identities) against
 the audio envelope (RMS per video frame in dB, floored 40 dB below its peak), both standardised, searched
 over the same lags at the video's own frame rate. On espeak-ng speech rendered by SynthTalk the true
 soundtrack scores offset 0 or 1 (the mouth may anticipate the sound by a frame); a soundtrack shifted by
@@ -74,7 +76,7 @@ def sync_scores(video, audio, max_lag: int = MAX_LAG, distance: str = "euclidean
 
 
 def mouth_opening(frames) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames of a SynthTalk-layout character -> (T,) share of dark mouth pixels."""
+    """(T, H, W, 3) uint8 frames of a SynthTalk-layout character -> (T,) luminance std in the mouth box."""
     from streamchar.data.render import mouth_box
 
     frames = np.asarray(frames)
@@ -82,7 +84,7 @@ def mouth_opening(frames) -> np.ndarray:
         raise StreamCharError(f"sync_proxy needs square (T, H, W, 3) frames, got {frames.shape}")
     x0, y0, x1, y1 = mouth_box(None, frames.shape[1])  # the layout is the same for every identity
     lum = frames[:, y0:y1, x0:x1].astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # (T, h, w)
-    return (lum < 80).mean(axis=(1, 2))
+    return lum.std(axis=(1, 2))
 
 
 def audio_envelope(audio, sample_rate: int, fps: float, frames: int, floor_db: float = 40.0) -> np.ndarray:

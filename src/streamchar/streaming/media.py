@@ -21,6 +21,16 @@ def load_image(path: str | Path, height: int, width: int) -> np.ndarray:
             im = im.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise StreamCharError(f"cannot read reference image {path}: not an image file ({e.__class__.__name__})") from None
+    return fit_image(im, height, width)
+
+
+def fit_image(image, height: int, width: int) -> np.ndarray:
+    """A PIL image or (h, w, 3) uint8 array -> (height, width, 3) uint8: scaled to cover, then centre-cropped."""
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
+    if (im.height, im.width) == (height, width):
+        return np.asarray(im, dtype=np.uint8).copy()
     scale = max(height / im.height, width / im.width)
     size = (max(width, round(im.width * scale)), max(height, round(im.height * scale)))
     im = im.resize(size, Image.Resampling.BICUBIC)

@@ -1,0 +1,73 @@
+"""`streamchar eval --generate`: stream every item of a protocol into the layout `streamchar eval` scores.
+
+For each `EvalItem` (see `protocols`) one `StreamSession` speaks the item's transcript with the item's first
+frame as the reference portrait, for the protocol's length (it ends earlier when the pointer reaches the end
+of the transcript). Written per item, each file atomically:
+
+    videos/<key>.mp4            the stream (H.264 + AAC)
+    videos/<key>.txt            the transcript it was asked to speak (WER's reference)
+    videos/<key>.timings.json   per-chunk timings (the latency plot)
+    refs/<key>.png              the reference portrait at the model's size (identity)
+    refs/<key>.mp4              the ground-truth clip, when the item has one (FID / FVD)
+
+An item whose `.mp4` and `.timings.json` both exist is not generated again, so a stopped run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from streamchar.eval.protocols import EvalItem, Protocol
+from streamchar.streaming.generate import stream_to_file, write_json
+from streamchar.streaming.media import fit_image
+from streamchar.streaming.session import StreamSession
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_png(path: Path, image) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    Image.fromarray(image).save(tmp)
+    os.replace(tmp, path)
+
+
+def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Path, refs: Path, *,
+                   seconds: float | None = None, sampler: str = "student", seed: int = 0, prompt: str = "",
+                   progress: bool = True) -> dict:
+    """Stream each item into `videos` / `refs` (module docstring). Returns counts of generated / kept items."""
+    import tqdm
+
+    videos, refs = Path(videos), Path(refs)
+    videos.mkdir(parents=True, exist_ok=True)
+    refs.mkdir(parents=True, exist_ok=True)
+    cfg = model.cfg
+    generated = kept = 0
+    for i, item in enumerate(tqdm.tqdm(items, unit="stream", disable=not progress, dynamic_ncols=True)):
+        mp4, timings = videos / f"{item.key}.mp4", videos / f"{item.key}.timings.json"
+        reference = fit_image(item.reference, cfg.video.height, cfg.video.width)  # (H, W, 3) uint8
+        _write_png(refs / f"{item.key}.png", reference)
+        if item.truth is not None:
+            if isinstance(item.truth, bytes):
+                _write_bytes(refs / f"{item.key}.mp4", item.truth)
+            elif Path(item.truth).resolve() != (refs / f"{item.key}.mp4").resolve():
+                shutil.copyfile(item.truth, refs / f".{item.key}.mp4.tmp")
+                os.replace(refs / f".{item.key}.mp4.tmp", refs / f"{item.key}.mp4")
+        if mp4.is_file() and timings.is_file():
+            kept += 1
+            continue
+        session = StreamSession(model, text=item.transcript, ref_image=reference, prompt=prompt, seed=seed + i,
+                                max_seconds=seconds or protocol.seconds, sampler=sampler)
+        report = stream_to_file(session, mp4, progress=False)
+        report.update(key=item.key, sampler=sampler, seed=seed + i, protocol=protocol.name)
+        _write_bytes(videos / f"{item.key}.txt", (item.transcript + "\n").encode())
+        write_json(report, timings)
+        generated += 1
+    return {"generated": generated, "kept": kept, "videos": str(videos), "refs": str(refs)}

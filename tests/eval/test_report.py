@@ -1,0 +1,187 @@
+"""`streamchar eval`'s scoring of a folder: known answers through the whole report."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from streamchar.errors import StreamCharError
+from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced
+
+WEIGHT_ENVS = ("STREAMCHAR_INCEPTION", "STREAMCHAR_I3D", "STREAMCHAR_SYNCNET", "STREAMCHAR_FACE_DETECTOR",
+               "STREAMCHAR_FACE_EMBEDDER", "STREAMCHAR_MUSIQ", "STREAMCHAR_RAFT", "STREAMCHAR_WHISPER")
+
+
+@pytest.fixture(autouse=True)
+def no_weights(monkeypatch):
+    for env in WEIGHT_ENVS:
+        monkeypatch.delenv(env, raising=False)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Four SynthTalk clips: (key, mp4 bytes, metadata)."""
+    from streamchar.data import synthtalk
+    from streamchar.data.speech import espeak_available
+
+    if not espeak_available():
+        pytest.skip("libespeak-ng is not installed (apt-get install espeak-ng)")
+    out = tmp_path_factory.mktemp("st") / "st"
+    synthtalk.generate(out, 4, seed=5, workers=1, progress=False)
+    return [c for name in sorted(out.glob("synthtalk-*.tar")) for c in synthtalk.read_shard(name)]
+
+
+def _folder(path, clips, texts=None, transcripts=True):
+    path.mkdir()
+    for i, (key, mp4, meta) in enumerate(clips):
+        (path / f"{key}.mp4").write_bytes(mp4)
+        if transcripts:
+            (path / f"{key}.txt").write_text(meta["text"] if texts is None else texts[i])
+    return path
+
+
+class FakeInception(torch.nn.Module):
+    """Inception's call convention (uint8 (N, 3, H, W), return_features) with a fixed random projection."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Parameter(torch.randn(3 * 8 * 8, 2048, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        x = torch.nn.functional.adaptive_avg_pool2d(x.float() / 255.0, 8).flatten(1)
+        return x @ self.proj
+
+
+class FakeI3D(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Parameter(torch.randn(3 * 4 * 4 * 4, 400, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool3d(x, 4).flatten(1) @ self.proj
+
+
+def test_evenly_spaced():
+    assert evenly_spaced(10, 20) == list(range(10))
+    assert evenly_spaced(100, 4) == [12, 37, 62, 87]
+
+
+def test_short_report_on_true_clips(clips, tmp_path, capsys):
+    """The ground-truth clips scored as if generated: intelligible speech, in sync, the character kept."""
+    videos = _folder(tmp_path / "videos", clips)
+    two = sorted(clips, key=lambda c: c[2]["duration"])[:2]  # pocketsphinx is slow: the shortest two
+    shuffled = [" ".join(np.random.default_rng(i).permutation(m["text"].split())) for i, (_, _, m) in enumerate(two)]
+    wrong = _folder(tmp_path / "wrong", two, texts=shuffled)
+    out = tmp_path / "report"
+    report = evaluate(videos, out, EvalOptions(protocol="short"), progress=False)
+    m = report["metrics"]
+    assert m["wer"]["backend"] == "pocketsphinx" and m["wer"]["proxy"] is False and m["wer"]["value"] < 0.95
+    assert m["sync_proxy_abs_offset"]["proxy"] is True and m["sync_proxy_abs_offset"]["value"] <= 1.0
+    assert m["sync_proxy_c"]["value"] > 0.3
+    assert m["identity_proxy_ssim"]["value"] > 0.3 and m["identity_proxy_ssim"]["proxy"] is True
+    assert 0 <= m["dynamic_degree_farneback"]["value"] <= 1 and m["imaging_quality_proxy"]["value"] > 0
+    # the learned metrics without weights: one line each, naming the variable; the rest still ran
+    err = capsys.readouterr().err
+    for metric, env in (("sync_c", "STREAMCHAR_SYNCNET"), ("human_identity", "STREAMCHAR_FACE_EMBEDDER"),
+                        ("imaging_quality", "STREAMCHAR_MUSIQ"), ("dynamic_degree", "STREAMCHAR_RAFT")):
+        assert env in report["skipped"][metric]
+        assert any(line.startswith(f"streamchar eval: {metric} skipped:") and env in line
+                   for line in err.splitlines())
+    assert "--refs" in report["skipped"]["fid"] and "human_anatomy" in report["not_implemented"]
+    assert "sync_c" not in m and "fid" not in m
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["protocol"]["name"] == "short" and saved["protocol"]["videos_found"] == len(clips)
+    assert [v["key"] for v in saved["videos"]] == sorted(k for k, _, _ in clips)
+    assert "videos, the protocol has 150" in saved["warnings"][0]
+    summary = (out / "summary.md").read_text()
+    assert "| wer |" in summary and "## Skipped" in summary and "STREAMCHAR_SYNCNET" in summary
+    assert not list(out.glob(".*tmp*"))
+    # the same audio against shuffled transcripts scores worse
+    worse = evaluate(wrong, tmp_path / "report2", EvalOptions(protocol="short"), progress=False)
+    right = [v["wer"]["value"] for v in report["videos"] if v["key"] in {k for k, _, _ in two}]
+    assert worse["metrics"]["wer"]["value"] > np.mean(right) + 0.1
+
+
+def test_fid_fvd_through_local_torchscript(clips, tmp_path):
+    """Generated == reference: FID and FVD are 0; another set: both positive. Weights sha256 recorded."""
+    torch.jit.script(FakeInception()).save(str(tmp_path / "inception.pt"))
+    torch.jit.script(FakeI3D()).save(str(tmp_path / "i3d.pt"))
+    videos = _folder(tmp_path / "videos", clips, transcripts=False)
+    refs = _folder(tmp_path / "refs", clips, transcripts=False)
+    opts = dict(protocol="short", refs=refs, inception=str(tmp_path / "inception.pt"), i3d=str(tmp_path / "i3d.pt"))
+    same = evaluate(videos, tmp_path / "r1", EvalOptions(**opts), progress=False)
+    assert same["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=0.1)  # 64 samples of 2048-d: singular
+    assert same["metrics"]["fvd"]["value"] == pytest.approx(0.0, abs=0.1)
+    assert same["metrics"]["fid"]["generated_frames"] == 16 * len(clips)
+    assert len(same["backends"]["fid"]["weights_sha256"]) == 64 and same["metrics"]["fid"]["proxy"] is False
+    other = _folder(tmp_path / "other", clips[:2], transcripts=False)
+    for key, _, _ in clips[:2]:  # darker videos: a different distribution
+        from streamchar.eval.media import read_audio, read_frames
+        from streamchar.streaming.writer import MP4Writer
+
+        frames = read_frames(other / f"{key}.mp4") // 2
+        audio, sr = read_audio(other / f"{key}.mp4")
+        with MP4Writer(other / f"{key}.mp4", width=frames.shape[2], height=frames.shape[1], sample_rate=sr) as w:
+            w.write(frames, audio[None])
+    opts.pop("inception")  # a 2048-d sqrtm costs 11 s here: FVD alone shows the other set is far
+    diff = evaluate(other, tmp_path / "r2", EvalOptions(**opts), progress=False)
+    assert diff["metrics"]["fvd"]["value"] > 10.0 and "fid" not in diff["metrics"]
+    assert "STREAMCHAR_INCEPTION" in diff["skipped"]["fid"]
+
+
+def _stream(path, seconds, degrade_after=None, size=64, fps=24, sr=16000):
+    """A still portrait with a soft tone: after `degrade_after` s the frames carry strong noise."""
+    from streamchar.data.identity import HELDOUT_IDENTITIES, IDENTITIES
+    from streamchar.data.render import render_clip
+    from streamchar.streaming.writer import MP4Writer
+
+    face = render_clip(IDENTITIES[HELDOUT_IDENTITIES[0]], [], [], 1.0, size=size, fps=fps)[0]  # (H, W, 3)
+    rng = np.random.default_rng(0)
+    with MP4Writer(path, width=size, height=size, sample_rate=sr, fps=fps) as w:
+        for s in range(int(seconds)):
+            frames = np.repeat(face[None], fps, axis=0)
+            if degrade_after is not None and s >= degrade_after:
+                frames = np.clip(frames + rng.normal(0, 40, frames.shape), 0, 255).astype(np.uint8)
+            audio = 0.05 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr).astype(np.float32)
+            w.write(frames, audio[None])
+
+
+def test_long_protocol_drift_and_plots(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _stream(videos / "clean.mp4", 31)
+    _stream(videos / "worse.mp4", 31, degrade_after=25)
+    report = evaluate(videos, tmp_path / "r", EvalOptions(protocol="long", frame_stride=2), progress=False)
+    by_key = {v["key"]: v for v in report["videos"]}
+    clean, worse = by_key["clean"]["quality_drift_proxy"], by_key["worse"]["quality_drift_proxy"]
+    assert clean["drift"] < 0.02 and worse["drift"] > 0.1 + clean["drift"]
+    assert clean["segment_end_s"] == [30.0]
+    assert report["metrics"]["quality_drift_proxy"]["value"] == pytest.approx((clean["drift"] + worse["drift"]) / 2)
+    assert "quality_drift_proxy" in report["backends"] and report["metrics"]["quality_drift_proxy"]["proxy"]
+    assert by_key["clean"]["seconds"] == pytest.approx(31.0)
+    assert len(by_key["clean"]["sync_windows"]) == 3  # 10 s windows; the last 1 s is left out
+    assert "wer" not in report["metrics"]  # no transcripts: said per video
+    assert any("no clean.txt transcript" in w for w in by_key["clean"]["warnings"])
+    plots = {p.split("/")[-1] for p in report["plots"]}
+    assert {"clean.drift.png", "worse.drift.png", "clean.sync.png"} <= plots
+    assert all((tmp_path / "r" / "plots" / p).stat().st_size > 1000 for p in plots)
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(StreamCharError, match="--videos folder not found"):
+        evaluate(tmp_path / "nope", tmp_path / "r", EvalOptions())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StreamCharError, match="no videos"):
+        evaluate(tmp_path / "empty", tmp_path / "r", EvalOptions())
+    with pytest.raises(StreamCharError, match="frame-stride must be >= 1"):
+        EvalOptions(frame_stride=0).validate()
+    with pytest.raises(StreamCharError, match="unknown protocol"):
+        EvalOptions(protocol="medium").validate()
+    with pytest.raises(StreamCharError, match="--refs folder not found"):
+        EvalOptions(refs=tmp_path / "missing").validate()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.mp4").write_bytes(b"not a video")
+    with pytest.raises(StreamCharError, match="cannot open video file"):
+        evaluate(tmp_path / "bad", tmp_path / "r", EvalOptions(), progress=False)
