@@ -185,3 +185,54 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "bad" / "x.mp4").write_bytes(b"not a video")
     with pytest.raises(StreamCharError, match="cannot open video file"):
         evaluate(tmp_path / "bad", tmp_path / "r", EvalOptions(), progress=False)
+
+
+class FakeEmbedder(torch.nn.Module):
+    """arcface112 layout: (N, 3, 112, 112) -> (N, 64)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1).repeat(1, 2)[:, :64] + 2.0
+
+
+class FakeMusiq(torch.nn.Module):
+    """One score per frame: 100 x the mean of the [0, 1] input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean().reshape(1, 1) * 100.0
+
+
+class StillRaft(torch.nn.Module):
+    """RAFT's call convention; zero flow."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, iters: int) -> list[torch.Tensor]:
+        return [torch.zeros(a.shape[0], 2, a.shape[2], a.shape[3])]
+
+
+@pytest.mark.slow
+def test_learned_metrics_through_local_files(tmp_path):
+    """Each learned metric from a file in its real format: scores with known answers on a still portrait,
+    the weights' sha256 in the report, never a proxy flag."""
+    from streamchar.eval.media import read_frames
+    from streamchar.eval.syncnet import SyncNet
+
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet_v2.model")  # the published file's format
+    torch.jit.script(FakeEmbedder()).save(str(tmp_path / "arcface_r100.pt"))
+    torch.jit.script(FakeMusiq()).save(str(tmp_path / "musiq_spaq.pt"))
+    torch.jit.script(StillRaft()).save(str(tmp_path / "raft.pt"))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _stream(videos / "still.mp4", 2)
+    opts = EvalOptions(syncnet=str(tmp_path / "syncnet_v2.model"), face_embedder=str(tmp_path / "arcface_r100.pt"),
+                       musiq=str(tmp_path / "musiq_spaq.pt"), raft=str(tmp_path / "raft.pt"))
+    report = evaluate(videos, tmp_path / "r", opts, progress=False)
+    m = report["metrics"]
+    for name in ("sync_c", "sync_d", "human_identity", "identity_similarity", "imaging_quality", "dynamic_degree"):
+        assert m[name]["proxy"] is False and len(m[name]["weights_sha256"]) == 64, name
+    assert m["human_identity"]["value"] == 1.0  # a still face: every frame like the first
+    assert m["identity_similarity"]["value"] > 0.999
+    frames = read_frames(videos / "still.mp4")
+    assert m["imaging_quality"]["value"] == pytest.approx(frames.mean() / 255.0, abs=1e-4)
+    assert m["dynamic_degree"]["value"] == 0.0  # zero flow: static
+    assert np.isfinite(m["sync_c"]["value"]) and m["sync_c"]["value"] >= 0 and m["sync_d"]["value"] > 0
+    assert set(report["skipped"]) == {"fid", "fvd", "face_detector"}

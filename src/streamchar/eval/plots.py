@@ -85,10 +85,13 @@ def latency_timeline(path: Path, key: str, timings: dict) -> str:
         ax.bar(x, h, bottom=bottom, label=stage, width=0.85)
         bottom += h
     ax.axhline(timings["chunk_seconds"], color="C3", ls="--", lw=1, label="chunk duration (real time)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("chunk")
     ax.set_ylabel("seconds")
     ax.set_title(f"{key}: per-chunk latency, RTF {timings['rtf']:.2f}")
-    ax.legend(fontsize=7, ncol=5)
+    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     return _close(plt, fig, path)
 
 
