@@ -116,6 +116,9 @@ def test_fid_fvd_through_local_torchscript(clips, tmp_path):
     assert same["metrics"]["fvd"]["value"] == pytest.approx(0.0, abs=0.1)
     assert same["metrics"]["fid"]["generated_frames"] == 16 * len(clips)
     assert len(same["backends"]["fid"]["weights_sha256"]) == 64 and same["metrics"]["fid"]["proxy"] is False
+    assert same["backends"]["fid"]["protocol"]["frames_per_video"] == 16  # the sampling protocol, written down
+    assert same["backends"]["fvd"]["protocol"]["clip_frames"] == 16
+    assert same["metrics"]["fvd"]["protocol"]["clips_per_video"] == 1
     other = _folder(tmp_path / "other", clips[:2], transcripts=False)
     for key, _, _ in clips[:2]:  # darker videos: a different distribution
         from streamchar.eval.media import read_audio, read_frames

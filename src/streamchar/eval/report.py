@@ -47,6 +47,10 @@ NOT_IMPLEMENTED = {
 }
 
 
+FLAGS = {"fid": "--inception", "fvd": "--i3d", "sync_c": "--syncnet", "face_detector": "--face-detector",
+         "human_identity": "--face-embedder", "imaging_quality": "--musiq", "dynamic_degree": "--raft"}
+
+
 @dataclass
 class EvalOptions:
     protocol: str = "short"
@@ -98,11 +102,14 @@ class Backends:
 
         self.transcriber = None
         whisper = opts.whisper or _env("STREAMCHAR_WHISPER")
-        if whisper:
+        if whisper:  # asked for by name: a Whisper folder that does not load is an error, not a fallback
             from streamchar.eval.asr import WhisperTranscriber
 
-            self.transcriber = self._try("wer", "whisper", lambda: Path(whisper), lambda p: WhisperTranscriber(p, dev))
-        if self.transcriber is None:  # the default backend: its en-us model ships in the wheel
+            self.transcriber = WhisperTranscriber(whisper, dev)
+            weights = Path(whisper) / "model.safetensors"
+            self.records["wer"] = {"backend": "whisper", "proxy": False, "weights": str(whisper)} | (
+                {"weights_sha256": features.file_sha256(weights)} if weights.is_file() else {})
+        else:  # the default backend: its en-us model ships in the wheel
             from importlib.metadata import version
 
             self.records["wer"] = {"backend": "pocketsphinx", "proxy": False,
@@ -119,6 +126,13 @@ class Backends:
             self.i3d = self._try("fvd", "i3d (StyleGAN-V TorchScript)",
                                  lambda: features.weights_path("FVD", features.I3D_ENV, opts.i3d, features.I3D_FILE),
                                  lambda p: features.load_i3d(p, dev))
+            if self.inception is not None:
+                self.records["fid"]["protocol"] = features.fid_protocol() | {
+                    "frames_per_video": opts.fid_frames,
+                    "frame_sampling": "evenly spaced: frame round((i + 0.5) * T / n), i < n (all frames if T <= n); "
+                                      "the same for generated and reference videos"}
+            if self.i3d is not None:
+                self.records["fvd"]["protocol"] = features.fvd_protocol(opts.fvd_clips)
         from streamchar.eval import syncnet
 
         self.syncnet = self._try("sync_c", "syncnet (syncnet_v2)", lambda: syncnet.syncnet_weights_path(opts.syncnet),
@@ -127,11 +141,17 @@ class Backends:
                                        lambda: features.weights_path("face detector", syncnet.FACE_DETECTOR_ENV,
                                                                      opts.face_detector, syncnet.FACE_DETECTOR_FILE),
                                        lambda p: syncnet.FaceDetector(p))
+        faces = ("YuNet per frame, median-filtered (SyncNet); on the reference (identity)"
+                 if self.face_detector is not None else
+                 "a fixed box: the SynthTalk face layout (identity.face_box); pass --face-detector for other videos")
+        if self.syncnet is not None:
+            self.records["sync_c"] |= {"faces": faces, "protocol": syncnet.syncnet_protocol()}
         self.embedder = self._try("human_identity", f"face embedder ({opts.face_embedder_layout})",
                                   lambda: identity.resolve_face_embedder_path(opts.face_embedder,
                                                                               opts.face_embedder_layout),
                                   lambda p: identity.FaceEmbedder(p, opts.face_embedder_layout, dev))
         if self.embedder is not None:
+            self.records["human_identity"]["faces"] = faces
             self.records["identity_similarity"] = self.records["human_identity"]
         musiq = self._try("imaging_quality", "musiq (TorchScript)", lambda: quality.resolve_musiq_path(opts.musiq),
                           lambda p: quality.MusiqScorer(p, dev))
@@ -159,7 +179,8 @@ class Backends:
             path = resolve()
             obj = load(path)
         except StreamCharError as e:
-            self._skip(metric, str(e))
+            flag = FLAGS.get(metric)
+            self._skip(metric, f"{e} (streamchar eval {flag} PATH)" if flag and flag not in str(e) else str(e))
             return None
         record = {"backend": backend, "proxy": False, "weights": str(path)}
         if Path(path).is_file():
@@ -258,12 +279,15 @@ def score_video(path: Path, backends: Backends, opts: EvalOptions, transcript: s
 
     for i, frame in enumerate(iter_frames(path)):
         n += 1
-        if reference is None:
-            reference = frame
-            if backends.face_detector is not None:
-                found = backends.face_detector.detect(frame)
-                if found is not None:
-                    x0, y0, x1, y1 = (int(v) for v in found)
+        if i == 0:
+            reference = frame if reference is None else reference
+            if backends.face_detector is not None:  # the face of the reference: one box for the whole video
+                found = backends.face_detector.detect(reference)
+                if found is None:
+                    entry.setdefault("warnings", []).append("no face found in the reference: the fixed box is used")
+                else:
+                    x0, y0, x1, y1 = (int(round(v)) for v in found)
+                    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
                     box = (y0, x0, y1 - y0, x1 - x0)
         if i % stride == 0:
             for s in backends.scorers:
@@ -335,7 +359,7 @@ def score_video(path: Path, backends: Backends, opts: EvalOptions, transcript: s
                 continue
             entry[name] = dataclasses.asdict(d)
     extra["fid_frames"] = np.stack(fid_frames) if fid_frames else None
-    extra["fvd_video"] = np.stack(fvd_frames) if len(fvd_frames) >= 16 else None
+    extra["fvd_video"] = np.stack(fvd_frames) if len(fvd_frames) == 16 * opts.fvd_clips else None
     return entry, extra
 
 
