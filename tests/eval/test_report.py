@@ -239,3 +239,19 @@ def test_learned_metrics_through_local_files(tmp_path):
     assert m["dynamic_degree"]["value"] == 0.0  # zero flow: static
     assert np.isfinite(m["sync_c"]["value"]) and m["sync_c"]["value"] >= 0 and m["sync_d"]["value"] > 0
     assert set(report["skipped"]) == {"fid", "fvd", "face_detector"}
+
+
+def test_a_widescreen_video_without_synthtalk_layout(tmp_path):
+    """Not square: the SynthTalk sync proxy is not computed (said so); everything else is."""
+    from streamchar.streaming.writer import MP4Writer
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rng = np.random.default_rng(0)
+    with MP4Writer(videos / "wide.mp4", width=96, height=64, sample_rate=16000, fps=24) as w:
+        for _ in range(3):
+            w.write(rng.integers(0, 255, (24, 64, 96, 3), dtype=np.uint8), np.zeros((1, 16000), np.float32))
+    report = evaluate(videos, tmp_path / "r", EvalOptions(), progress=False)
+    v = report["videos"][0]
+    assert "sync_proxy" not in v and any("sync_proxy reads the SynthTalk layout" in w for w in v["warnings"])
+    assert "sync_proxy_c" not in report["metrics"] and "identity_proxy_ssim" in report["metrics"]

@@ -56,10 +56,10 @@ def drift_curve(path: Path, key: str, entry: dict, quality: dict, fps: float) ->
 
 
 def sync_windows(path: Path, key: str, windows: list[dict]) -> str | None:
-    if len(windows) < 2:
+    names = [n for n in ("sync_proxy", "syncnet") if windows and n in windows[0]]
+    if len(windows) < 2 or not names:
         return None
     plt = _figure()
-    names = [n for n in ("sync_proxy", "syncnet") if n in windows[0]]
     mid = [(w["start_s"] + w["end_s"]) / 2 for w in windows]
     fig, (a, b) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
     for name in names:
