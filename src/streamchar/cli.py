@@ -248,7 +248,7 @@ def cmd_eval(args) -> int:
         model = model.to(inference_dtype(device))
         done = generate_items(model, items, protocol, Path(args.videos), refs, seconds=seconds, sampler=args.sampler,
                               seed=args.seed, progress=not args.quiet)
-        print(f"streamchar: {done['generated']} streams generated, {done['kept']} kept from an earlier run, "
+        print(f"streamchar: {done['generated']} stream(s) generated, {done['kept']} kept from an earlier run, "
               f"into {args.videos}", file=sys.stderr)
     elif args.checkpoint or args.random_init or args.data or args.emtd:
         raise StreamCharError("--checkpoint / --random-init / --data / --emtd drive generation: add --generate")

@@ -37,7 +37,7 @@ def test_generate_then_score(synthtalk, tmp_path):
             "--videos", str(videos), "--out", str(out), "--quiet", "--device", "cpu"]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
-    assert "RANDOM weights" in r.stderr and "2 streams generated" in r.stderr
+    assert "RANDOM weights" in r.stderr and "2 stream(s) generated" in r.stderr
     keys = sorted(p.stem for p in videos.glob("*.mp4"))
     assert len(keys) == 2
     for key in keys:  # the layout the scorer reads
@@ -53,7 +53,7 @@ def test_generate_then_score(synthtalk, tmp_path):
     assert "wer " in r.stdout and "proxy" in r.stdout
     # a second run keeps what is there
     again = run_cli(*args)
-    assert again.returncode == 0 and "0 streams generated, 2 kept" in again.stderr
+    assert again.returncode == 0 and "0 stream(s) generated, 2 kept" in again.stderr
 
 
 @pytest.mark.parametrize("args, message", [
