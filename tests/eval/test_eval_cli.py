@@ -19,15 +19,8 @@ def run_cli(*args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def synthtalk(tmp_path_factory):
-    from streamchar.data import synthtalk
-    from streamchar.data.speech import espeak_available
-
-    if not espeak_available():
-        pytest.skip("libespeak-ng is not installed (apt-get install espeak-ng)")
-    out = tmp_path_factory.mktemp("st") / "st"
-    synthtalk.generate(out, 30, seed=2, workers=2, progress=False)  # 2 of them held-out test clips
-    return out
+def synthtalk(make_synthtalk):
+    return make_synthtalk(30, seed=2, workers=2)  # 2 of them held-out test clips
 
 
 @pytest.mark.slow

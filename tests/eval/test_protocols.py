@@ -6,15 +6,8 @@ from streamchar.eval.protocols import emtd_items, get_protocol, synthtalk_items
 
 
 @pytest.fixture(scope="module")
-def synthtalk(tmp_path_factory):
-    from streamchar.data import synthtalk
-    from streamchar.data.speech import espeak_available
-
-    if not espeak_available():
-        pytest.skip("libespeak-ng is not installed (apt-get install espeak-ng)")
-    out = tmp_path_factory.mktemp("st") / "st"
-    synthtalk.generate(out, 8, seed=3, workers=1, progress=False)
-    return out
+def synthtalk(make_synthtalk):
+    return make_synthtalk(8, seed=3)
 
 
 def test_protocols_are_the_papers():

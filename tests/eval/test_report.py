@@ -20,15 +20,11 @@ def no_weights(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def clips(make_synthtalk):
     """Four SynthTalk clips: (key, mp4 bytes, metadata)."""
     from streamchar.data import synthtalk
-    from streamchar.data.speech import espeak_available
 
-    if not espeak_available():
-        pytest.skip("libespeak-ng is not installed (apt-get install espeak-ng)")
-    out = tmp_path_factory.mktemp("st") / "st"
-    synthtalk.generate(out, 4, seed=5, workers=1, progress=False)
+    out = make_synthtalk(4, seed=5)
     return [c for name in sorted(out.glob("synthtalk-*.tar")) for c in synthtalk.read_shard(name)]
 
 
