@@ -213,11 +213,21 @@ def cmd_train_pretrain(args) -> int:
     return 0
 
 
+def _eval_device(name: str):
+    from streamchar.device import pick_device
+
+    try:
+        return pick_device(name)
+    except StreamCharError as e:
+        raise StreamCharError(str(e).replace("--device", "--eval-device")) from None
+
+
 def cmd_eval(args) -> int:
     from streamchar.eval.protocols import emtd_items, get_protocol, synthtalk_items
     from streamchar.eval.report import EvalOptions, evaluate
 
     protocol = get_protocol(args.protocol)
+    eval_device = _eval_device(args.eval_device)  # checked before any generation
     refs = Path(args.refs) if args.refs else None
     if args.generate:
         if (args.checkpoint is None) == (not args.random_init):
@@ -253,7 +263,7 @@ def cmd_eval(args) -> int:
     elif args.checkpoint or args.random_init or args.data or args.emtd:
         raise StreamCharError("--checkpoint / --random-init / --data / --emtd drive generation: add --generate")
     opts = EvalOptions(protocol=args.protocol, refs=refs, timings=Path(args.timings) if args.timings else None,
-                       device=args.eval_device, frame_stride=args.frame_stride, fid_frames=args.fid_frames,
+                       device=str(eval_device), frame_stride=args.frame_stride, fid_frames=args.fid_frames,
                        fvd_clips=args.fvd_clips, sync_window=args.sync_window, inception=args.inception,
                        i3d=args.i3d, syncnet=args.syncnet, face_detector=args.face_detector,
                        face_embedder=args.face_embedder, face_embedder_layout=args.face_embedder_layout,
@@ -347,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fid-frames", type=int, default=16, help="evenly spaced frames per video for FID")
     e.add_argument("--fvd-clips", type=int, default=1, help="16-frame clips per video for FVD")
     e.add_argument("--sync-window", type=float, default=10.0, help="seconds per sync window")
-    e.add_argument("--eval-device", default="cpu", help="device for the metric networks")
+    e.add_argument("--eval-device", default="auto", help="device for the metric networks (auto: cuda if there)")
     weights = e.add_argument_group("weights of the learned metrics (default: the environment variable)")
     for flag, env, what in (("--inception", "STREAMCHAR_INCEPTION", "FID: inception-2015-12-05.pt"),
                             ("--i3d", "STREAMCHAR_I3D", "FVD: i3d_torchscript.pt"),

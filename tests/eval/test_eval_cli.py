@@ -56,6 +56,7 @@ def test_generate_then_score(synthtalk, tmp_path):
     (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--random-init"], "--generate needs the items"),
     (["--videos", "VIDEOS", "--out", "OUT", "--random-init"], "add --generate"),
     (["--videos", "VIDEOS", "--out", "OUT", "--frame-stride", "0"], "frame-stride must be >= 1"),
+    (["--videos", "VIDEOS", "--out", "OUT", "--eval-device", "gpu0"], "--eval-device 'gpu0' is not a device"),
     (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--random-init", "--data", "X", "--seconds", "-1"],
      "--seconds must be > 0"),
 ])
