@@ -17,3 +17,24 @@ def make_synthtalk(tmp_path_factory):
         return out
 
     return make
+
+
+@pytest.fixture
+def check_missing_weights(tmp_path, monkeypatch):
+    """check_missing_weights(load, env, *words): `load()` with `env` unset, then with `env` naming a file that
+    is not there, raises a one-line StreamCharError naming `env` and every word (and the missing path)."""
+    from streamchar.errors import StreamCharError
+
+    def check(load, env: str, *words: str) -> None:
+        monkeypatch.delenv(env, raising=False)
+        with pytest.raises(StreamCharError) as e:
+            load()
+        msg = str(e.value)
+        assert "\n" not in msg and env in msg and all(w in msg for w in words), msg
+        monkeypatch.setenv(env, str(tmp_path / "absent.pt"))
+        with pytest.raises(StreamCharError) as e:
+            load()
+        msg = str(e.value)
+        assert "\n" not in msg and env in msg and "absent.pt" in msg, msg
+
+    return check

@@ -212,18 +212,12 @@ def test_raft_path_from_env(raft_file, monkeypatch):
     assert RaftFlow().path == raft_file
 
 
-def test_raft_missing_weights(tmp_path, monkeypatch):
-    monkeypatch.delenv(RAFT_ENV, raising=False)
-    with pytest.raises(StreamCharError, match=RAFT_ENV) as e:
-        RaftFlow()
-    assert "\n" not in str(e.value) and "dynamic_degree" in str(e.value)
-    missing = tmp_path / "raft_large.pt"
+def test_raft_missing_weights(check_missing_weights, tmp_path):
+    check_missing_weights(RaftFlow, RAFT_ENV, "dynamic_degree")
+    missing = tmp_path / "raft_large.pt"  # an explicit path that is not there
     with pytest.raises(StreamCharError, match=RAFT_ENV) as e:
         RaftFlow(missing)
     assert str(missing) in str(e.value) and "\n" not in str(e.value)
-    monkeypatch.setenv(RAFT_ENV, str(missing))
-    with pytest.raises(StreamCharError, match="raft_large.pt"):
-        RaftFlow()
 
 
 def test_raft_bad_file(tmp_path):

@@ -271,17 +271,9 @@ def test_vbench2_layout_gray_mirror_pairs(tmp_path):
                                   [[128, 128, -1, -1, 128, 128, -1, -1]])
 
 
-def test_missing_weights_name_metric_file_and_env_var(tmp_path, monkeypatch):
-    monkeypatch.delenv(FACE_EMBEDDER_ENV, raising=False)
-    with pytest.raises(StreamCharError) as e:
-        FaceEmbedder()
-    msg = str(e.value)
-    assert "\n" not in msg and FACE_EMBEDDER_ENV in msg and "arcface_r100.pt" in msg and "identity" in msg
-    monkeypatch.setenv(FACE_EMBEDDER_ENV, str(tmp_path / "nope.pt"))
-    with pytest.raises(StreamCharError) as e:
-        FaceEmbedder(layout="vbench2")
-    msg = str(e.value)
-    assert "\n" not in msg and FACE_EMBEDDER_ENV in msg and "nope.pt" in msg and "resnet18_110.pt" in msg
+def test_missing_weights_name_metric_file_and_env_var(check_missing_weights):
+    check_missing_weights(FaceEmbedder, FACE_EMBEDDER_ENV, "arcface_r100.pt", "identity")
+    check_missing_weights(lambda: FaceEmbedder(layout="vbench2"), FACE_EMBEDDER_ENV, "resnet18_110.pt")
 
 
 def test_env_var_folder_bad_file_and_bad_output(tmp_path, monkeypatch):

@@ -158,17 +158,8 @@ def test_musiq_vbench_longer_side_resize(tmp_path):
     assert torch.allclose(flat, torch.full_like(flat, 200 / 255))
 
 
-def test_musiq_missing_weights_names_the_env_var(tmp_path, monkeypatch):
-    monkeypatch.delenv(MUSIQ_ENV, raising=False)
-    with pytest.raises(StreamCharError) as e:
-        MusiqScorer()
-    msg = str(e.value)
-    assert "\n" not in msg and MUSIQ_ENV in msg and "MUSIQ" in msg and "musiq_spaq.pt" in msg
-    monkeypatch.setenv(MUSIQ_ENV, str(tmp_path / "absent.pt"))
-    with pytest.raises(StreamCharError) as e:
-        MusiqScorer()
-    msg = str(e.value)
-    assert "\n" not in msg and MUSIQ_ENV in msg and "absent.pt" in msg
+def test_musiq_missing_weights_names_the_env_var(check_missing_weights, tmp_path, monkeypatch):
+    check_missing_weights(MusiqScorer, MUSIQ_ENV, "MUSIQ", "musiq_spaq.pt")
     save(MeanTimes100(), tmp_path / "musiq_spaq.pt")
     monkeypatch.setenv(MUSIQ_ENV, str(tmp_path))  # a folder holding musiq_spaq.pt
     assert MusiqScorer().path == tmp_path / "musiq_spaq.pt"
