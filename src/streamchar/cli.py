@@ -197,6 +197,15 @@ def cmd_train_codec(args) -> int:
     return 0
 
 
+def cmd_train_asr_judge(args) -> int:
+    from streamchar.train.asr_judge import JudgeTrainConfig, run_judge_training
+
+    cfg = _train_overrides(JudgeTrainConfig.from_yaml(args.config or "configs/asr_judge_tiny.yaml"), args)
+    report = run_judge_training(cfg)
+    print(json.dumps({k: v for k, v in report.items() if k not in ("judge", "losses")}, indent=2))
+    return 0
+
+
 def cmd_train_pretrain(args) -> int:
     from streamchar.train.pretrain import PretrainConfig, run_pretrain
 
@@ -388,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command_name", required=True)
     for name, func, what in (("codec-video", cmd_train_codec, "the tiny video VAE on SynthTalk clips"),
                              ("codec-audio", cmd_train_codec, "the tiny audio codec on SynthTalk speech"),
+                             ("asr-judge", cmd_train_asr_judge, "the SynthTalk speech judge (WER) on true speech"),
                              ("pretrain", cmd_train_pretrain, "flow-matching pretraining on latent shards")):
         tp = t.add_parser(name, help=what)
         tp.add_argument("--config", help="YAML config (default: the tiny one in configs/)")

@@ -3,8 +3,16 @@ import re
 import numpy as np
 import pytest
 
-from streamchar.data.corpus import (coverage, frequency_coverage, lexicon, make_sentence, sentences, split_of,
-                                    transcript, words_of)
+from streamchar.data.corpus import (
+    coverage,
+    frequency_coverage,
+    lexicon,
+    make_sentence,
+    sentences,
+    split_of,
+    transcript,
+    words_of,
+)
 from streamchar.errors import StreamCharError
 
 

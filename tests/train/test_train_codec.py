@@ -5,16 +5,17 @@ import pytest
 import torch
 
 from streamchar.codecs.oobleck_audio import OobleckAudioCodec
+from streamchar.codecs.tiny_video import TinyVideoCodec
 from streamchar.codecs.wan_video import WanVideoCodec
 from streamchar.errors import StreamCharError
 from streamchar.train.clips import AudioCrops, EpochLoader, VideoChunks, load_clips
 from streamchar.train.codec import (
     CodecTrainConfig,
-    VAEForTraining,
     audio_crop_samples,
     build_codec,
     make_loss_fn,
     run_codec_training,
+    training_module,
 )
 from streamchar.train.config import TrainConfig
 from streamchar.train.data import ResumableLoader
@@ -40,7 +41,7 @@ def small_cfg(kind, data, out_dir, **kw):
 
 def overfit(cfg, batch, steps=20):
     codec = build_codec(cfg)
-    trainer = Trainer(VAEForTraining(codec.vae), make_loss_fn(cfg), ResumableLoader([batch[0]] * len(batch), 1,
+    trainer = Trainer(training_module(cfg, codec), make_loss_fn(cfg), ResumableLoader([batch[0]] * len(batch), 1,
                                                                                   shuffle=False), cfg.train)
     return trainer.fit()
 
@@ -59,9 +60,9 @@ def test_crops_are_deterministic_by_index_and_epoch(synthtalk):
     assert audio.epoch == 0 and loader.sampler.epoch == 1  # the loader sets the epoch of each pass
 
 
-@pytest.mark.parametrize("kind", ["video", "audio"])
-def test_loss_falls_on_a_fixed_batch(synthtalk, tmp_path, kind):
-    cfg = small_cfg(kind, synthtalk, tmp_path, steps=20)
+@pytest.mark.parametrize("kind, arch", [("video", "tiny"), ("video", "wan"), ("audio", "tiny")])
+def test_loss_falls_on_a_fixed_batch(synthtalk, tmp_path, kind, arch):
+    cfg = small_cfg(kind, synthtalk, tmp_path, steps=20, video_arch=arch)
     clips = load_clips(synthtalk, ["train"], 24576, 1, keep=kind)
     torch.manual_seed(0)
     if kind == "video":
@@ -73,13 +74,14 @@ def test_loss_falls_on_a_fixed_batch(synthtalk, tmp_path, kind):
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3]), losses
 
 
-def test_video_run_saves_a_loadable_codec(synthtalk, tmp_path):
-    report = run_codec_training(small_cfg("video", synthtalk, tmp_path))
+@pytest.mark.parametrize("arch, cls", [("tiny", TinyVideoCodec), ("wan", WanVideoCodec)])
+def test_video_run_saves_a_loadable_codec(synthtalk, tmp_path, arch, cls):
+    report = run_codec_training(small_cfg("video", synthtalk, tmp_path, video_arch=arch))
     assert report["steps"] == 3 and len(report["losses"]) == 3
-    assert report["psnr_before"] > 0 and report["psnr_after"] > 0
+    assert report["psnr_before"] > 0 and report["psnr_after"] > 0 and 0 < report["ssim_after"] <= 1
     assert json.loads((tmp_path / "report.json").read_text())["psnr_after"] == report["psnr_after"]
     trained = report["codec"]
-    loaded = WanVideoCodec.from_pretrained(tmp_path / "codec")
+    loaded = cls.from_pretrained(tmp_path / "codec")
     assert loaded.latents_std.flatten().tolist() == pytest.approx(report["latents_std"])
     x = torch.rand(1, 3, 5, 64, 64) * 2 - 1
     with torch.no_grad():

@@ -10,6 +10,7 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from streamchar.codecs.base import VideoCodec
+from streamchar.codecs.wan_fast import accelerate
 from streamchar.errors import StreamCharError
 
 
@@ -34,7 +35,7 @@ class WanVideoCodec(VideoCodec):
                 f"got {len(cfg.latents_mean)} and {len(cfg.latents_std)}"
             )
 
-        self.vae = vae
+        self.vae = accelerate(vae)  # CPU fast paths for batch-1 conv3d and the RMS norm (codecs/wan_fast.py)
         self.fps = fps
         self.temporal_factor = temporal_factor
         self.spatial_factor = spatial_factor

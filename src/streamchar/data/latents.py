@@ -35,16 +35,23 @@ def decode_mp4(data: bytes, sample_rate: int, channels: int) -> tuple[np.ndarray
     """MP4 bytes -> frames (T, H, W, 3) uint8 and audio (channels, S) float32 at `sample_rate`."""
     import av
 
-    layout = "mono" if channels == 1 else "stereo"
     with av.open(io.BytesIO(data)) as c:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    return frames, decode_audio(data, sample_rate, channels)
+
+
+def decode_audio(data: bytes, sample_rate: int, channels: int) -> np.ndarray:
+    """MP4 bytes -> its audio (channels, S) float32 at `sample_rate` (the video is not decoded)."""
+    import av
+
+    layout = "mono" if channels == 1 else "stereo"
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
     parts = []
     with av.open(io.BytesIO(data)) as c:
         for frame in c.decode(audio=0):
             parts += [f.to_ndarray() for f in resampler.resample(frame)]
         parts += [f.to_ndarray() for f in resampler.resample(None)]
-    return frames, np.concatenate(parts, axis=1).astype(np.float32)
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def pap_targets(text: str, words: list[dict], tokenizer, chunk_seconds: float, n_chunks: int):

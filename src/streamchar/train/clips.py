@@ -48,7 +48,7 @@ def shard_paths(root: str | Path, splits: list[str] | tuple[str, ...]) -> list[P
 def load_clips(root: str | Path, splits: list[str] | tuple[str, ...], sample_rate: int, channels: int = 1,
                max_clips: int | None = None, keep: str = "both") -> list[Clip]:
     """Decode up to `max_clips` clips of `splits` (in shard order) into memory. `keep`: 'video', 'audio', 'both'."""
-    from streamchar.data.latents import decode_mp4
+    from streamchar.data.latents import decode_audio, decode_mp4
     from streamchar.data.synthtalk import read_shard
 
     if keep not in ("video", "audio", "both"):
@@ -58,7 +58,10 @@ def load_clips(root: str | Path, splits: list[str] | tuple[str, ...], sample_rat
         for key, mp4, meta in read_shard(path):
             if max_clips is not None and len(clips) >= max_clips:
                 return clips
-            frames, audio = decode_mp4(mp4, sample_rate, channels)
+            if keep == "audio":
+                frames, audio = None, decode_audio(mp4, sample_rate, channels)
+            else:
+                frames, audio = decode_mp4(mp4, sample_rate, channels)
             clips.append(Clip(key=key, text=meta["text"], meta=meta,
                               frames=frames if keep != "audio" else None,
                               audio=audio if keep != "video" else None))

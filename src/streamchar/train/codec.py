@@ -46,6 +46,7 @@ from streamchar.train.clips import AudioCrops, Clip, EpochLoader, VideoChunks, l
 from streamchar.train.config import TrainConfig
 
 KINDS = ("video", "audio")
+VIDEO_ARCHS = ("tiny", "wan")
 MAX_AUDIO_SECONDS = 1.375  # one streaming chunk: 33 frames at 24 fps
 
 
@@ -61,8 +62,10 @@ class CodecTrainConfig(YamlConfig):
     init: str | None = None  # start from this codec folder instead of a random tiny codec
     # video
     frames: int = 33  # frames per item, 1 + 4k
-    latent_channels: int = 16  # random tiny Wan VAE
-    base_dim: int = 8
+    video_arch: str = "tiny"  # 'tiny' (codecs/tiny_video.py, 2D over 4-frame groups) | 'wan' (diffusers Wan VAE)
+    latent_channels: int = 16  # a random codec's latent channels
+    base_dim: int = 8  # a random tiny Wan VAE's width
+    channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])  # the tiny video VAE's widths
     mse_weight: float = 1.0
     # audio
     crop_seconds: float = MAX_AUDIO_SECONDS  # rounded down to whole hops (at least one)
@@ -82,6 +85,8 @@ class CodecTrainConfig(YamlConfig):
 
         if self.kind not in KINDS:
             bad("kind", f"unknown value {self.kind!r}; choose from {list(KINDS)}")
+        if self.video_arch not in VIDEO_ARCHS:
+            bad("video_arch", f"unknown value {self.video_arch!r}; choose from {list(VIDEO_ARCHS)}")
         for name in ("max_clips", "items_per_clip", "batch_size", "frames", "latent_channels", "base_dim",
                      "stats_clips", "eval_chunks"):
             if getattr(self, name) < 1:
@@ -115,6 +120,28 @@ class VAEForTraining(nn.Module):
         if y.shape[-1] != x.shape[-1] and x.dim() == 3:  # waveforms: odd-stride Oobleck decoders come out short
             y = F.pad(y[..., : x.shape[-1]], (0, max(0, x.shape[-1] - y.shape[-1])))
         return y, posterior.mean, posterior.logvar
+
+
+class GroupedVAEForTraining(nn.Module):
+    """The tiny video codec (independent 4-frame groups): forward(x) -> (reconstruction, mean, log-variance)."""
+
+    def __init__(self, codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, x: torch.Tensor):
+        from streamchar.codecs.tiny_video import from_groups
+
+        posterior = self.codec.posterior(x)  # over (B * T') groups
+        g = self.codec.vae.decode(posterior.sample())  # (B * T', 12, H, W)
+        return from_groups(g.view(x.shape[0], -1, *g.shape[1:])), posterior.mean, posterior.logvar
+
+
+def training_module(cfg: "CodecTrainConfig", codec) -> nn.Module:
+    """What the Trainer trains: forward(x) -> (reconstruction, posterior mean, posterior log-variance)."""
+    if cfg.kind == "video" and cfg.video_arch == "tiny":
+        return GroupedVAEForTraining(codec)
+    return VAEForTraining(codec.vae)
 
 
 def kl_per_value(mean: torch.Tensor, logvar: torch.Tensor, values: int) -> torch.Tensor:
@@ -163,9 +190,14 @@ def make_loss_fn(cfg: CodecTrainConfig):
 def build_codec(cfg: CodecTrainConfig):
     """The codec to train: `cfg.init` loaded, or a random tiny one (seeded by train.seed)."""
     from streamchar.codecs.oobleck_audio import OobleckAudioCodec
+    from streamchar.codecs.tiny_video import TinyVideoCodec
     from streamchar.codecs.wan_video import WanVideoCodec
 
     torch.manual_seed(cfg.train.seed)
+    if cfg.kind == "video" and cfg.video_arch == "tiny":
+        if cfg.init:
+            return TinyVideoCodec.from_pretrained(cfg.init)
+        return TinyVideoCodec.tiny(latent_channels=cfg.latent_channels, channels=cfg.channels)
     if cfg.kind == "video":
         if cfg.init:
             return WanVideoCodec.from_pretrained(cfg.init)
@@ -215,8 +247,12 @@ def latent_stats(codec, clips: list[Clip], kind: str, frames: int = 33, max_chun
 def with_latent_stats(codec, mean: list[float], std: list[float]):
     """A codec over the same VAE that normalises latents with `mean` / `std`."""
     from streamchar.codecs.oobleck_audio import OobleckAudioCodec
+    from streamchar.codecs.tiny_video import TinyVideoCodec
     from streamchar.codecs.wan_video import WanVideoCodec
 
+    if isinstance(codec, TinyVideoCodec):
+        codec.vae.register_to_config(latents_mean=mean, latents_std=std)
+        return TinyVideoCodec(codec.vae, fps=codec.fps).to(codec.latents_mean.device)
     if isinstance(codec, WanVideoCodec):
         codec.vae.register_to_config(latents_mean=mean, latents_std=std)  # saved in the diffusers config.json
         return WanVideoCodec(codec.vae, fps=codec.fps).to(codec.latents_mean.device)
@@ -225,8 +261,10 @@ def with_latent_stats(codec, mean: list[float], std: list[float]):
 
 # ---- held-out evaluation --------------------------------------------------------------------------------
 @torch.no_grad()
-def video_psnr(codec, clips: list[Clip], frames: int, max_chunks: int) -> float:
-    """PSNR (dB) of uint8 frames after an encode/decode round trip of each whole chunk, pooled over chunks."""
+def video_quality(codec, clips: list[Clip], frames: int, max_chunks: int) -> dict:
+    """PSNR (dB, uint8 frames, pooled over chunks) and mean SSIM (per frame) of each whole chunk's
+    encode/decode round trip."""
+    from streamchar.eval.identity import ssim
     from streamchar.eval.psnr import psnr
 
     codec.eval()
@@ -238,7 +276,12 @@ def video_psnr(codec, clips: list[Clip], frames: int, max_chunks: int) -> float:
             decoded.append(_to_uint8(codec.decode(codec.encode(_to_video(chunk, device)))))
     if not originals:
         raise StreamCharError(f"no held-out clip has {frames} frames")
-    return psnr(np.concatenate(originals), np.concatenate(decoded))
+    a, b = np.concatenate(originals), np.concatenate(decoded)
+    return {"psnr": psnr(a, b), "ssim": float(np.mean([ssim(x, y) for x, y in zip(a, b)]))}
+
+
+def video_psnr(codec, clips: list[Clip], frames: int, max_chunks: int) -> float:
+    return video_quality(codec, clips, frames, max_chunks)["psnr"]
 
 
 @torch.no_grad()
@@ -291,11 +334,11 @@ def run_codec_training(cfg: CodecTrainConfig) -> dict:
     if held_out:  # before training (random init, or cfg.init)
         codec.to(device)
         if is_video:
-            report["psnr_before"] = video_psnr(codec, held_out, cfg.frames, cfg.eval_chunks)
+            report["psnr_before"] = video_psnr(codec, held_out, 33, cfg.eval_chunks)
         else:
             report["wer_roundtrip_before"] = audio_wer(codec, held_out)["wer_roundtrip"]
 
-    model = VAEForTraining(codec.vae)
+    model = training_module(cfg, codec)
     trainer = Trainer(model, make_loss_fn(cfg), loader, cfg.train)
     trainer.resume()
     start = time.perf_counter()
@@ -312,7 +355,8 @@ def run_codec_training(cfg: CodecTrainConfig) -> dict:
     report["latents_mean"], report["latents_std"] = mean, std
     if held_out:
         if is_video:
-            report["psnr_after"] = video_psnr(codec, held_out, cfg.frames, cfg.eval_chunks)
+            q = video_quality(codec, held_out, 33, cfg.eval_chunks)  # whole streaming chunks
+            report["psnr_after"], report["ssim_after"] = q["psnr"], q["ssim"]
         else:
             report.update(audio_wer(codec, held_out))
     (out / "report.json").write_text(json.dumps(report, indent=2))
