@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The whole tiny recipe on this machine's CPU, from nothing to a trained `tiny` pipeline folder:
-#   SynthTalk -> tiny video VAE + tiny audio codec -> pipeline with those codecs -> latents
+#   SynthTalk -> speech judge + tiny video codec, then tiny audio codec -> codecs skeleton -> pipeline -> latents
 #   -> pretraining stage 1 (speech) -> stage 2 (audio-video) -> <RUN>/stage2/final + a sample MP4.
 # Every step resumes or is skipped when its result is already there, so an interrupted run goes on.
-#   bash scripts/train_tiny.sh                       # defaults below (about an hour on 2 cores)
-#   RUN=runs/x CLIPS=64 STAGE2_STEPS=200 bash scripts/train_tiny.sh
+#   bash scripts/train_tiny.sh                       # defaults below (several hours on 2 cores)
+#   RUN=runs/x CLIPS=64 JUDGE_STEPS=100 STAGE2_STEPS=200 bash scripts/train_tiny.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=${RUN:-runs/tiny}
-CLIPS=${CLIPS:-128}
-LONG=${LONG:-2}
-VIDEO_STEPS=${VIDEO_STEPS:-600}
-AUDIO_STEPS=${AUDIO_STEPS:-800}
+CLIPS=${CLIPS:-3200}
+LONG=${LONG:-16}
+JUDGE_STEPS=${JUDGE_STEPS:-3000}
+VIDEO_STEPS=${VIDEO_STEPS:-3000}
+AUDIO_STEPS=${AUDIO_STEPS:-3000}
 STAGE1_STEPS=${STAGE1_STEPS:-600}
 STAGE2_STEPS=${STAGE2_STEPS:-2000}
 SC=${SC:-.venv/bin/streamchar}
@@ -27,19 +28,30 @@ if [ ! -f "$RUN/synthtalk/index.json" ]; then
   $SC data synthtalk --num "$CLIPS" --long "$LONG" --out "$RUN/synthtalk" --quiet
 fi
 
-step "codecs: video ($VIDEO_STEPS steps) and audio ($AUDIO_STEPS steps), side by side"
+# one process per core: the judge and the video codec side by side, then the audio codec (measured by the judge)
+step "speech judge ($JUDGE_STEPS steps) and video codec ($VIDEO_STEPS steps), side by side"
+[ -f "$RUN/judge/judge/model.safetensors" ] || $SC train asr-judge --data "$RUN/synthtalk" \
+  --out-dir "$RUN/judge" --steps "$JUDGE_STEPS" > "$RUN/judge.log" 2>&1 &
+judge=$!
 [ -f "$RUN/codec_video/codec/config.json" ] || $SC train codec-video --data "$RUN/synthtalk" \
   --out-dir "$RUN/codec_video" --steps "$VIDEO_STEPS" > "$RUN/codec_video.log" 2>&1 &
 video=$!
-[ -f "$RUN/codec_audio/codec/config.json" ] || $SC train codec-audio --data "$RUN/synthtalk" \
-  --out-dir "$RUN/codec_audio" --steps "$AUDIO_STEPS" > "$RUN/codec_audio.log" 2>&1 &
-audio=$!
+wait $judge || { tail -20 "$RUN/judge.log"; exit 1; }
 wait $video || { tail -20 "$RUN/codec_video.log"; exit 1; }
-wait $audio || { tail -20 "$RUN/codec_audio.log"; exit 1; }
+
+step "audio codec ($AUDIO_STEPS steps)"
+[ -f "$RUN/codec_audio/codec/config.json" ] || $SC train codec-audio --data "$RUN/synthtalk" \
+  --out-dir "$RUN/codec_audio" --steps "$AUDIO_STEPS" > "$RUN/codec_audio.log" 2>&1
+
+if [ ! -f "$RUN/tiny-codecs/model_index.json" ]; then
+  step "codecs skeleton (what ships as the bundled tiny-codecs)"
+  $SC convert --preset tiny --codecs-only --video-vae "$RUN/codec_video/codec" \
+    --audio-vae "$RUN/codec_audio/codec" --out "$RUN/tiny-codecs"
+fi
 
 if [ ! -f "$RUN/init/model_index.json" ]; then
   step "pipeline with the trained codecs (random DiT and orchestrator)"
-  $SC convert --preset tiny --video-vae "$RUN/codec_video/codec" --audio-vae "$RUN/codec_audio/codec" \
+  $SC convert --preset tiny --video-vae "$RUN/tiny-codecs/video_codec" --audio-vae "$RUN/tiny-codecs/audio_codec" \
     --dtype fp32 --out "$RUN/init"
 fi
 

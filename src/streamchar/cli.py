@@ -46,8 +46,8 @@ def cmd_generate(args) -> int:
         raise StreamCharError(NO_MODEL)
     if args.checkpoint is not None and args.random_init:
         raise StreamCharError("--checkpoint and --random-init exclude each other: choose one")
-    if args.checkpoint is not None and not Path(args.checkpoint).is_dir():
-        raise StreamCharError(f"checkpoint folder not found: {args.checkpoint}")
+    if args.checkpoint is not None:
+        args.checkpoint = _model_folder(args.checkpoint)
     for option, path in (("--ref-image", args.ref_image), ("--ref-audio", args.ref_audio)):
         if path is not None and not Path(path).is_file():
             raise StreamCharError(f"{option} not found: {path}")
@@ -122,8 +122,15 @@ def cmd_convert(args) -> int:
                               "--video-vae, --audio-vae")
     import torch
 
-    from streamchar.convert import convert
+    from streamchar.convert import codecs_skeleton, convert
 
+    if args.codecs_only:
+        if any(folders[k] is not None for k in ("wan", "qwen", "text_encoder")):
+            raise StreamCharError("--codecs-only takes --video-vae and --audio-vae only")
+        card = Path(args.card).read_text() if args.card else None
+        report = codecs_skeleton(out, folders["video_vae"], folders["audio_vae"], base=args.preset, card=card)
+        print(json.dumps(report, indent=2))
+        return 0
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     report = convert(out, base=args.preset, dtype=dtype, **folders)
     print(json.dumps(report, indent=2))
@@ -150,6 +157,42 @@ def cmd_data_synthtalk(args) -> int:
     return 0
 
 
+def _model_folder(value: str) -> Path:
+    """--checkpoint: a folder, or a bundled name; a codecs-only skeleton cannot generate."""
+    from streamchar.bundled import resolve_checkpoint
+
+    path = resolve_checkpoint(value)
+    if (path / "video_codec").is_dir() and not (path / "dit").is_dir():
+        raise StreamCharError(f"--checkpoint {value} holds the codecs only (no trained DiT / orchestrator yet): "
+                              "use it with `streamchar eval-codecs` or `convert --video-vae/--audio-vae`")
+    return path
+
+
+def cmd_eval_codecs(args) -> int:
+    from streamchar.bundled import resolve_checkpoint
+    from streamchar.codecs.load import load_pipeline_codecs
+    from streamchar.device import pick_device
+    from streamchar.eval.codecs import evaluate_codecs
+
+    if not Path(args.data).is_dir():
+        raise StreamCharError(f"--data folder not found: {args.data}")
+    if not (Path(args.data) / "index.json").is_file():
+        raise StreamCharError(f"--data {args.data} is not a SynthTalk folder (no index.json)")
+    if args.judge is not None and not Path(args.judge).is_dir():
+        raise StreamCharError(f"--judge folder not found: {args.judge}")
+    video, audio, cfg = load_pipeline_codecs(resolve_checkpoint(args.checkpoint))
+    device = pick_device(args.device)
+    report = evaluate_codecs(args.data, video.to(device), audio.to(device), cfg, clips=args.clips,
+                             chunks=args.chunks, split=args.split, judge=args.judge)
+    report["checkpoint"] = str(args.checkpoint)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for k, v in report.items():
+            print(f"{k:20s} {v:.4f}" if isinstance(v, float) else f"{k:20s} {v}")
+    return 0
+
+
 def cmd_data_encode(args) -> int:
     if not Path(args.shards).is_dir():
         raise StreamCharError(f"--shards folder not found: {args.shards}")
@@ -163,6 +206,7 @@ def cmd_data_encode(args) -> int:
 
     device = pick_device(args.device)
     if args.checkpoint:
+        args.checkpoint = _model_folder(args.checkpoint)
         model, source = StreamChar.from_pretrained(args.checkpoint, device=device), str(args.checkpoint)
     else:
         print("streamchar: encoding with RANDOM codecs (--random-init): the latents only test the pipeline",
@@ -241,8 +285,10 @@ def cmd_eval(args) -> int:
     if args.generate:
         if (args.checkpoint is None) == (not args.random_init):
             raise StreamCharError("--generate needs the model: --checkpoint DIR (trained) or --random-init")
-        if args.checkpoint is not None and not Path(args.checkpoint).is_dir():
-            raise StreamCharError(f"checkpoint folder not found: {args.checkpoint}")
+        if args.score_truth:
+            raise StreamCharError("--generate and --score-truth exclude each other: the truth is not generated")
+        if args.checkpoint is not None:
+            args.checkpoint = _model_folder(args.checkpoint)
         if (args.data is None) == (args.emtd is None):
             raise StreamCharError("--generate needs the items: --data SYNTHTALK_DIR or --emtd DIR (one of them)")
         if args.limit is not None and args.limit < 1:
@@ -269,14 +315,19 @@ def cmd_eval(args) -> int:
                               seed=args.seed, progress=not args.quiet)
         print(f"streamchar: {done['generated']} stream(s) generated, {done['kept']} kept from an earlier run, "
               f"into {args.videos}", file=sys.stderr)
+    elif args.score_truth:
+        refs = _write_truth(args, protocol)
     elif args.checkpoint or args.random_init or args.data or args.emtd:
-        raise StreamCharError("--checkpoint / --random-init / --data / --emtd drive generation: add --generate")
+        raise StreamCharError("--checkpoint / --random-init / --data / --emtd drive generation: add --generate "
+                              "(or --score-truth with --data / --emtd)")
     opts = EvalOptions(protocol=args.protocol, refs=refs, timings=Path(args.timings) if args.timings else None,
                        device=str(eval_device), frame_stride=args.frame_stride, fid_frames=args.fid_frames,
                        fvd_clips=args.fvd_clips, sync_window=args.sync_window, inception=args.inception,
                        i3d=args.i3d, syncnet=args.syncnet, face_detector=args.face_detector,
                        face_embedder=args.face_embedder, face_embedder_layout=args.face_embedder_layout,
-                       musiq=args.musiq, raft=args.raft, whisper=args.whisper)
+                       musiq=args.musiq, raft=args.raft, whisper=args.whisper,
+                       asr="pocketsphinx" if args.asr == "auto" and args.emtd and not args.whisper else args.asr,
+                       judge=args.judge)
     report = evaluate(args.videos, args.out, opts, progress=not args.quiet)
     width = max(len(k) for k in report["metrics"]) if report["metrics"] else 0
     for name, m in report["metrics"].items():
@@ -285,6 +336,33 @@ def cmd_eval(args) -> int:
     print(f"streamchar: wrote {Path(args.out) / 'report.json'} and summary.md ({len(report['videos'])} videos, "
           f"{len(report['plots'])} plots)", file=sys.stderr)
     return 0
+
+
+def _write_truth(args, protocol) -> Path:
+    """--score-truth: the protocol's true held-out clips into --videos (<key>.mp4 + <key>.txt); -> refs."""
+    from streamchar.eval.protocols import emtd_items, synthtalk_items
+
+    if (args.data is None) == (args.emtd is None):
+        raise StreamCharError("--score-truth needs the clips: --data SYNTHTALK_DIR or --emtd DIR (one of them)")
+    if protocol.name != "short":
+        raise StreamCharError("--score-truth scores whole true clips: use --protocol short (the long protocol's "
+                              "5-minute streams have no recorded truth)")
+    if args.limit is not None and args.limit < 1:
+        raise StreamCharError(f"--limit must be >= 1, got {args.limit}")
+    items = (synthtalk_items(args.data, protocol, seed=args.seed, limit=args.limit) if args.data
+             else emtd_items(args.emtd, protocol, seed=args.seed, limit=args.limit))
+    videos = Path(args.videos)
+    if videos.exists() and not videos.is_dir():
+        raise StreamCharError(f"--videos {videos} is a file, not a folder")
+    videos.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        data = item.truth if isinstance(item.truth, bytes) else Path(item.truth).read_bytes()
+        for name, payload in ((f"{item.key}.mp4", data), (f"{item.key}.txt", item.transcript.encode())):
+            tmp = videos / f".{name}.partial"
+            tmp.write_bytes(payload)
+            tmp.replace(videos / name)
+    print(f"streamchar: {len(items)} true clip(s) written to {videos} (the ceiling row)", file=sys.stderr)
+    return Path(args.refs) if args.refs else videos
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,9 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--wan", help="Wan2.2 transformer folder (diffusers or original layout)")
     c.add_argument("--qwen", help="Qwen2 / Qwen2.5 folder (config, safetensors, tokenizer)")
     c.add_argument("--text-encoder", help="UMT5 / T5 encoder folder with its tokenizer")
-    c.add_argument("--video-vae", help="diffusers AutoencoderKLWan folder")
-    c.add_argument("--audio-vae", help="diffusers AutoencoderOobleck folder")
+    c.add_argument("--video-vae", help="video codec folder: diffusers AutoencoderKLWan or the tiny video codec")
+    c.add_argument("--audio-vae", help="audio codec folder: diffusers AutoencoderOobleck or the tiny audio codec")
     c.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    c.add_argument("--codecs-only", action="store_true",
+                   help="write a codecs-only skeleton (config.yaml, video_codec/, audio_codec/) from the two codecs")
+    c.add_argument("--card", help="with --codecs-only: a Markdown file saved as the folder's README.md card")
     c.set_defaults(func=cmd_convert)
 
     k = sub.add_parser("cost", help="per-chunk FLOPs, bytes, latency and memory of a preset on a GPU")
@@ -375,8 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
                             ("--face-embedder", "STREAMCHAR_FACE_EMBEDDER", "identity: TorchScript face embedder"),
                             ("--musiq", "STREAMCHAR_MUSIQ", "imaging quality: MUSIQ TorchScript"),
                             ("--raft", "STREAMCHAR_RAFT", "dynamic degree: RAFT TorchScript"),
-                            ("--whisper", "STREAMCHAR_WHISPER", "WER: a Whisper folder (default: pocketsphinx)")):
+                            ("--whisper", "STREAMCHAR_WHISPER", "WER: a Whisper folder")):
         weights.add_argument(flag, help=f"{what} (${env})")
+    e.add_argument("--asr", default="auto", choices=["auto", "judge", "pocketsphinx", "whisper"],
+                   help="WER backend (auto: --whisper if given, else the bundled SynthTalk judge, else pocketsphinx; "
+                        "EMTD items: pocketsphinx)")
+    e.add_argument("--judge", help="a speech judge folder (default: the bundled one)")
+    e.add_argument("--score-truth", action="store_true",
+                   help="score the true held-out clips of --data / --emtd themselves (the ceiling row)")
     weights.add_argument("--face-embedder-layout", default="arcface112", choices=["arcface112", "vbench2"])
     gen = e.add_argument_group("generation (--generate)")
     gen.add_argument("--generate", action="store_true", help="first stream the protocol's items into --videos")
@@ -392,6 +479,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto", help="device for generation")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_eval)
+
+    ec = sub.add_parser("eval-codecs", help="round-trip held-out SynthTalk clips through a pipeline's codecs")
+    ec.add_argument("--data", required=True, help="a SynthTalk folder (its test split)")
+    ec.add_argument("--checkpoint", default="tiny-codecs", help="a pipeline folder or a bundled name")
+    ec.add_argument("--clips", type=int, default=16, help="held-out clips")
+    ec.add_argument("--chunks", type=int, default=2, help="whole 33-frame chunks per clip for PSNR / SSIM")
+    ec.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ec.add_argument("--judge", help="a speech judge folder (default: the bundled one, else pocketsphinx)")
+    ec.add_argument("--device", default="cpu", help="device for the codecs")
+    ec.add_argument("--json", action="store_true", help="print one JSON object")
+    ec.set_defaults(func=cmd_eval_codecs)
 
     t = sub.add_parser("train", help="training stages (single process, or under torchrun)").add_subparsers(
         dest="command_name", required=True)

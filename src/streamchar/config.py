@@ -53,24 +53,30 @@ class YamlConfig:
         return cls.from_dict(data)
 
 
+VIDEO_ARCHS = ("tiny", "wan")
+AUDIO_ARCHS = ("tiny", "oobleck")
+
+
 @dataclass
 class VideoCodecConfig:
-    path: str | None = None  # local diffusers AutoencoderKLWan folder; None builds a random tiny VAE
+    arch: str = "tiny"  # 'tiny' (codecs/tiny_video.py) | 'wan' (diffusers AutoencoderKLWan)
+    path: str | None = None  # a local codec folder of that arch; None builds a random one
     fps: int = 24
     height: int = 64
     width: int = 64
     latent_channels: int = 16
     temporal_factor: int = 4  # 4x temporal, first frame alone: 33 frames <-> 9 latent frames
     spatial_factor: int = 8
-    base_dim: int = 8  # width of the random tiny VAE (ignored when `path` is set)
+    base_dim: int = 8  # width of a random Wan VAE (arch 'wan', no `path`)
 
 
 @dataclass
 class AudioCodecConfig:
-    path: str | None = None  # local diffusers AutoencoderOobleck folder; None builds a random tiny codec
+    arch: str = "tiny"  # 'tiny' (codecs/tiny_audio.py, mel encoder + iSTFT decoder) | 'oobleck' (diffusers)
+    path: str | None = None  # a local codec folder of that arch; None builds a random one
     sample_rate: int = 24576
     hop_length: int = 1024  # sample_rate / hop_length = 24 Hz latents
-    latent_channels: int = 8
+    latent_channels: int = 32
     channels: int = 1
 
 
@@ -196,6 +202,10 @@ class StreamCharConfig(YamlConfig):
                 if isinstance(value, (int, float)) and not value > 0:
                     bad(f"{section}.{f.name}", f"must be > 0, got {value}")
         v, d, o, s = self.video, self.dit, self.orchestrator, self.stream
+        if v.arch not in VIDEO_ARCHS:
+            bad("video.arch", f"unknown value {v.arch!r}; choose from {list(VIDEO_ARCHS)}")
+        if self.audio.arch not in AUDIO_ARCHS:
+            bad("audio.arch", f"unknown value {self.audio.arch!r}; choose from {list(AUDIO_ARCHS)}")
         if self.preset not in PRESETS:
             bad("preset", f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
         if (s.frames_per_chunk - 1) % v.temporal_factor:
@@ -299,8 +309,8 @@ def paper() -> StreamCharConfig:
     """The paper's scale (§5.1): Wan2.2-TI2V-5B DiT + audio experts, Qwen2.5-3B orchestrator, 512x512."""
     return StreamCharConfig(
         preset="paper",
-        video=VideoCodecConfig(height=512, width=512, latent_channels=48, spatial_factor=16),
-        audio=AudioCodecConfig(sample_rate=49152, hop_length=2048, latent_channels=64, channels=2),
+        video=VideoCodecConfig(arch="wan", height=512, width=512, latent_channels=48, spatial_factor=16),
+        audio=AudioCodecConfig(arch="oobleck", sample_rate=49152, hop_length=2048, latent_channels=64, channels=2),
         text=TextEncoderConfig(dim=4096, max_length=512),  # UMT5-XXL
         dit=DiTConfig(dim=3072, num_layers=30, num_heads=24, ffn_dim=14336, freq_dim=256,
                       audio_encoder_layers=2, audio_decoder_layers=2),

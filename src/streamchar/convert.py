@@ -36,19 +36,27 @@ def _read_config(path: str | Path, what: str) -> dict:
 def config_from_folders(base: str = "paper", *, wan=None, qwen=None, text_encoder=None, video_vae=None,
                         audio_vae=None) -> StreamCharConfig:
     """A StreamCharConfig whose component paths point at the given folders and whose dims are theirs."""
+    from streamchar.codecs.load import codec_folder_arch
     from streamchar.models.weights import dit_config_from_wan
 
     cfg = preset(base)
     if video_vae is not None:
         c = _read_config(video_vae, "video VAE")
-        spatial = 2 ** (len(c.get("dim_mult", [1, 2, 4, 4])) - 1) * (c.get("patch_size") or 1)
-        cfg.video = dataclasses.replace(cfg.video, path=str(video_vae), latent_channels=c["z_dim"],
+        _, arch = codec_folder_arch(video_vae, "video")
+        spatial = 8 if arch == "tiny" else 2 ** (len(c.get("dim_mult", [1, 2, 4, 4])) - 1) * (c.get("patch_size") or 1)
+        cfg.video = dataclasses.replace(cfg.video, arch=arch, path=str(video_vae), latent_channels=c["z_dim"],
                                         spatial_factor=spatial)
     if audio_vae is not None:
         c = _read_config(audio_vae, "audio VAE")
-        cfg.audio = dataclasses.replace(cfg.audio, path=str(audio_vae), sample_rate=c["sampling_rate"],
-                                        hop_length=math.prod(c["downsampling_ratios"]),
-                                        latent_channels=c["decoder_input_channels"], channels=c["audio_channels"])
+        _, arch = codec_folder_arch(audio_vae, "audio")
+        if arch == "tiny":
+            cfg.audio = dataclasses.replace(cfg.audio, arch=arch, path=str(audio_vae), sample_rate=c["sampling_rate"],
+                                            hop_length=c["hop_length"], latent_channels=c["latent_channels"],
+                                            channels=1)
+        else:
+            cfg.audio = dataclasses.replace(cfg.audio, arch=arch, path=str(audio_vae), sample_rate=c["sampling_rate"],
+                                            hop_length=math.prod(c["downsampling_ratios"]),
+                                            latent_channels=c["decoder_input_channels"], channels=c["audio_channels"])
     if text_encoder is not None:
         c = _read_config(text_encoder, "text encoder")
         cfg.text = dataclasses.replace(cfg.text, path=str(text_encoder), dim=c["d_model"])
@@ -92,3 +100,42 @@ def convert(out: str | Path, base: str = "paper", dtype: torch.dtype = torch.bfl
     model.to(dtype).save_pretrained(out)
     return {"out": str(out), "preset": base, "dtype": str(dtype).removeprefix("torch."),
             "from": {k: str(v) for k, v in folders.items() if v is not None}}
+
+
+def codecs_skeleton(out: str | Path, video_vae, audio_vae, base: str = "tiny", card: str | None = None) -> dict:
+    """A codecs-only pipeline folder (`config.yaml`, `video_codec/`, `audio_codec/`, `model_index.json` marked
+    `"skeleton": true`, `README.md` card): what `eval-codecs`, `data encode`-style tools and later training
+    stages start from. Written to a temporary folder, then renamed into place."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from streamchar import __version__
+    from streamchar.codecs.load import load_audio_codec, load_video_codec
+
+    if video_vae is None or audio_vae is None:
+        raise StreamCharError("--codecs-only needs both --video-vae and --audio-vae")
+    cfg = config_from_folders(base, video_vae=video_vae, audio_vae=audio_vae)
+    video, audio = load_video_codec(video_vae, fps=cfg.video.fps), load_audio_codec(audio_vae)
+    out = Path(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        cfg.video.path = cfg.audio.path = None
+        cfg.to_yaml(tmp / "config.yaml")
+        video.save_pretrained(tmp / "video_codec")
+        audio.save_pretrained(tmp / "audio_codec")
+        index = {"_class_name": "StreamChar", "_streamchar_version": __version__, "preset": base, "skeleton": True,
+                 "video_codec": {"class": f"{type(video).__module__}.{type(video).__name__}", "path": "video_codec"},
+                 "audio_codec": {"class": f"{type(audio).__module__}.{type(audio).__name__}", "path": "audio_codec"}}
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
+        if card is not None:
+            (tmp / "README.md").write_text(card)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"out": str(out), "preset": base, "skeleton": True, "video_codec": str(video_vae),
+            "audio_codec": str(audio_vae)}

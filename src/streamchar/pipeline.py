@@ -72,15 +72,14 @@ class StreamChar(nn.Module):
         with parameters left unallocated when `empty` (the caller loads them)."""
         from accelerate import init_empty_weights
 
-        from streamchar.codecs import OobleckAudioCodec, T5PromptEncoder, WanVideoCodec
+        from streamchar.codecs import T5PromptEncoder
+        from streamchar.codecs.load import build_audio_codec, build_video_codec
         from streamchar.models.dit import JointDiT
         from streamchar.models.orchestrator import Orchestrator
         from streamchar.models.weights import load_orchestrator_weights, load_wan_into_dit
 
         v, a, t = cfg.video, cfg.audio, cfg.text
-        video = WanVideoCodec.from_pretrained(v.path, fps=v.fps) if v.path else \
-            WanVideoCodec.tiny(latent_channels=v.latent_channels, base_dim=v.base_dim, fps=v.fps)
-        audio = OobleckAudioCodec.from_pretrained(a.path) if a.path else OobleckAudioCodec.tiny()
+        video, audio = build_video_codec(v), build_audio_codec(a)
         text = T5PromptEncoder.from_pretrained(t.path, max_length=t.max_length) if t.path else \
             T5PromptEncoder.tiny(tokenizer, dim=t.dim, max_length=t.max_length)
         _check_codecs(cfg, video, audio, text)
@@ -116,8 +115,9 @@ class StreamChar(nn.Module):
             self.video_codec.save_pretrained(tmp / "video_codec")
             self.audio_codec.save_pretrained(tmp / "audio_codec")
             self.text_encoder.save_pretrained(tmp / "text_encoder")
+            classes = {**COMPONENTS, "video_codec": _qualname(self.video_codec), "audio_codec": _qualname(self.audio_codec)}
             index = {"_class_name": "StreamChar", "_streamchar_version": __version__, "preset": self.cfg.preset,
-                     **{name: {"class": cls, "path": name} for name, cls in COMPONENTS.items()}}
+                     **{name: {"class": cls, "path": name} for name, cls in classes.items()}}
             (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
             if path.exists():
                 shutil.rmtree(path)
@@ -149,11 +149,15 @@ COMPONENTS = {
     "dit": "streamchar.models.dit.JointDiT",
     "orchestrator": "streamchar.models.orchestrator.Orchestrator",
     "tokenizer": "transformers.PreTrainedTokenizerFast",
-    "video_codec": "streamchar.codecs.WanVideoCodec",
-    "audio_codec": "streamchar.codecs.OobleckAudioCodec",
+    "video_codec": "streamchar.codecs.VideoCodec",  # the saved index names the codec's own class
+    "audio_codec": "streamchar.codecs.AudioCodec",
     "text_encoder": "streamchar.codecs.T5PromptEncoder",
 }
 WEIGHTS = "model.safetensors"
+
+
+def _qualname(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__name__}"
 
 
 def load_weights(module: nn.Module, file: Path) -> None:
@@ -180,7 +184,12 @@ def load_weights(module: nn.Module, file: Path) -> None:
 
 def _check_codecs(cfg: StreamCharConfig, video, audio, text) -> None:
     """The codecs must honour the chunk contract the config promises."""
-    checks = [("video.latent_channels", cfg.video.latent_channels, video.latent_channels),
+    from streamchar.codecs.tiny_audio import TinyAudioCodec
+    from streamchar.codecs.tiny_video import TinyVideoCodec
+
+    checks = [("video.arch", cfg.video.arch, "tiny" if isinstance(video, TinyVideoCodec) else "wan"),
+              ("audio.arch", cfg.audio.arch, "tiny" if isinstance(audio, TinyAudioCodec) else "oobleck"),
+              ("video.latent_channels", cfg.video.latent_channels, video.latent_channels),
               ("video.temporal_factor", cfg.video.temporal_factor, video.temporal_factor),
               ("video.spatial_factor", cfg.video.spatial_factor, video.spatial_factor),
               ("audio.sample_rate", cfg.audio.sample_rate, audio.sample_rate),

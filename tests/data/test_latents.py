@@ -43,7 +43,7 @@ def test_encode_synthtalk_shards(tmp_path):
         n = src[key]["frames"] // 33
         assert meta["chunks"] == n >= 1
         assert t["video_latents"].shape == (n, 16, 9, 8, 8) and t["reference_latent"].shape == (16, 1, 8, 8)
-        assert t["audio_latents"].shape == (n * 33, 8) and t["token_ids"].dtype == torch.int64
+        assert t["audio_latents"].shape == (n * 33, model.cfg.audio.latent_channels) and t["token_ids"].dtype == torch.int64
         ends = meta["pap_end"]
         assert len(ends) == n and ends == sorted(ends) and 0 <= ends[0] and ends[-1] <= len(t["token_ids"])
         assert torch.isfinite(t["video_latents"]).all()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from streamchar.codecs.oobleck_audio import OobleckAudioCodec
+from streamchar.codecs.tiny_audio import TinyAudioCodec
 from streamchar.codecs.tiny_video import TinyVideoCodec
 from streamchar.codecs.wan_video import WanVideoCodec
 from streamchar.errors import StreamCharError
@@ -60,9 +61,9 @@ def test_crops_are_deterministic_by_index_and_epoch(synthtalk):
     assert audio.epoch == 0 and loader.sampler.epoch == 1  # the loader sets the epoch of each pass
 
 
-@pytest.mark.parametrize("kind, arch", [("video", "tiny"), ("video", "wan"), ("audio", "tiny")])
+@pytest.mark.parametrize("kind, arch", [("video", "tiny"), ("video", "wan"), ("audio", "tiny"), ("audio", "oobleck")])
 def test_loss_falls_on_a_fixed_batch(synthtalk, tmp_path, kind, arch):
-    cfg = small_cfg(kind, synthtalk, tmp_path, steps=20, video_arch=arch)
+    cfg = small_cfg(kind, synthtalk, tmp_path, steps=20, **{f"{kind}_arch": arch})
     clips = load_clips(synthtalk, ["train"], 24576, 1, keep=kind)
     torch.manual_seed(0)
     if kind == "video":
@@ -88,13 +89,13 @@ def test_video_run_saves_a_loadable_codec(synthtalk, tmp_path, arch, cls):
         assert torch.allclose(loaded.encode(x), trained.encode(x), atol=1e-5)
 
 
-def test_audio_run_saves_a_loadable_normalising_codec(synthtalk, tmp_path):
-    report = run_codec_training(small_cfg("audio", synthtalk, tmp_path))
+@pytest.mark.parametrize("arch, cls", [("tiny", TinyAudioCodec), ("oobleck", OobleckAudioCodec)])
+def test_audio_run_saves_a_loadable_normalising_codec(synthtalk, tmp_path, arch, cls):
+    report = run_codec_training(small_cfg("audio", synthtalk, tmp_path, audio_arch=arch, audio_dim=64))
     assert report["steps"] == 3
-    assert 0 <= report["wer_original"] and 0 <= report["wer_roundtrip"]
+    assert 0 <= report["wer_original"] and 0 <= report["wer_roundtrip"] and report["wer_backend"]
     trained = report["codec"]
-    loaded = OobleckAudioCodec.from_pretrained(tmp_path / "codec")
-    assert (tmp_path / "codec" / "latents_stats.json").is_file()
+    loaded = cls.from_pretrained(tmp_path / "codec")
     clip = load_clips(synthtalk, ["train"], loaded.sample_rate, 1, keep="audio")[0]
     wave = torch.from_numpy(clip.audio)[None]  # (1, 1, S)
     with torch.no_grad():

@@ -265,6 +265,10 @@ def _video_codec(cfg: StreamCharConfig):
     from streamchar.codecs import WanVideoCodec
 
     v = cfg.video
+    if v.arch == "tiny":  # small: built for real on the CPU (its decode reshapes groups, see _codec_decode)
+        from streamchar.codecs.load import build_video_codec
+
+        return build_video_codec(v), f"tiny video codec ({'config at ' + v.path if v.path else 'random'})"
     with torch.device("meta"):
         if v.path:
             return AutoencoderKLWan.from_config(_folder_config(v.path)), f"config at {v.path}"
@@ -280,6 +284,10 @@ def _audio_codec(cfg: StreamCharConfig):
     from streamchar.codecs import OobleckAudioCodec
 
     a = cfg.audio
+    if a.arch == "tiny":  # small, and its iSTFT has no meta kernel: built for real on the CPU
+        from streamchar.codecs.load import build_audio_codec
+
+        return build_audio_codec(a), f"tiny audio codec ({'config at ' + a.path if a.path else 'random'})"
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore", FutureWarning)  # diffusers' Oobleck uses the deprecated weight_norm
         if a.path:
@@ -298,18 +306,24 @@ def _codec_decode(kind: str, cfg_json: str) -> dict:
     conv net: decoder weights once + every op's output written once and read once, at 2 bytes (bf16).
     Activation peak, an approximation: 3 x the largest single tensor (a conv's input, output and one temporary).
     """
+    from streamchar.codecs.base import AudioCodec, VideoCodec
+
     cfg = StreamCharConfig.from_dict(json.loads(cfg_json))
     vae, what = _video_codec(cfg) if kind == "video" else _audio_codec(cfg)
     h, w = cfg.latent_size
-    with torch.device("meta"):
+    codec = vae if isinstance(vae, (VideoCodec, AudioCodec)) else None  # a tiny codec: its own decode
+    with torch.device("cpu" if codec is not None else "meta"):
         if kind == "video":
             z = torch.zeros(1, cfg.video.latent_channels, cfg.video_latent_frames, h, w)
         else:
             z = torch.zeros(1, cfg.audio.latent_channels, cfg.audio_latent_frames)
+            z = z.transpose(1, 2) if codec is not None else z  # the interface is time-major
     traffic = _Traffic()
     with torch.no_grad(), FlopCounterMode(display=False) as counter, traffic:
-        vae.decode(z)
-    decoder = [m for name, m in vae.named_children() if name in ("decoder", "post_quant_conv")]
+        (codec or vae).decode(z)
+    vae = codec.vae if codec is not None else vae
+    decoder = [m for name, m in vae.named_children() if name in ("decoder", "post_quant_conv")
+               or name.startswith("dec_")]
     dec_params = sum(p.numel() for m in decoder for p in m.parameters())
     params = sum(p.numel() for p in vae.parameters())
     return {"flops": counter.get_total_flops(), "params": params, "decoder_params": dec_params,

@@ -39,9 +39,15 @@ class EvalOptions:
     musiq: str | None = None
     raft: str | None = None
     whisper: str | None = None
+    asr: str = "auto"  # WER backend: auto | judge | pocketsphinx | whisper (see Backends)
+    judge: str | None = None  # speech judge folder (None: the bundled one)
 
     def validate(self) -> "EvalOptions":
         get_protocol(self.protocol)
+        if self.asr not in ASR_BACKENDS:
+            raise StreamCharError(f"--asr must be one of {list(ASR_BACKENDS)}, got {self.asr!r}")
+        if self.asr == "whisper" and not (self.whisper or _env("STREAMCHAR_WHISPER")):
+            raise StreamCharError("--asr whisper needs the model folder: --whisper DIR or STREAMCHAR_WHISPER")
         for name in ("frame_stride", "fid_frames", "fvd_clips"):
             if int(getattr(self, name)) < 1:
                 raise StreamCharError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -57,6 +63,9 @@ class EvalOptions:
 # ---------------------------------------------------------------- the networks behind the learned metrics
 
 
+ASR_BACKENDS = ("auto", "judge", "pocketsphinx", "whisper")
+
+
 class Backends:
     """Each learned metric's network, loaded from its local weights, or None with the reason recorded."""
 
@@ -70,14 +79,31 @@ class Backends:
 
         self.transcriber = None
         whisper = opts.whisper or _env("STREAMCHAR_WHISPER")
-        if whisper:  # asked for by name: a Whisper folder that does not load is an error, not a fallback
+        asr = opts.asr
+        if asr == "auto":  # Whisper when named; else the SynthTalk judge where one is bundled or named
+            from streamchar.eval.judge import BUNDLED
+
+            has_judge = opts.judge is not None or (BUNDLED / "model.safetensors").is_file()
+            asr = "whisper" if whisper else "judge" if has_judge else "pocketsphinx"
+        if asr == "judge":  # named or bundled: a judge folder that does not load is an error
+            from streamchar.eval.judge import BUNDLED, load_judge
+
+            judge = load_judge(opts.judge, dev)
+            self.transcriber = judge.transcribe
+            path = Path(opts.judge) if opts.judge else BUNDLED
+            self.records["wer"] = {"backend": "synthtalk-judge", "proxy": False, "weights": str(path),
+                                   "weights_sha256": features.file_sha256(path / "model.safetensors"),
+                                   "note": "phoneme CTC + corpus pronunciation lexicon, trained on true SynthTalk "
+                                           "speech only: for SynthTalk voices, not real speech (use --asr "
+                                           "pocketsphinx or --whisper DIR there)"}
+        elif asr == "whisper":  # asked for by name: a Whisper folder that does not load is an error, not a fallback
             from streamchar.eval.asr import WhisperTranscriber
 
             self.transcriber = WhisperTranscriber(whisper, dev)
             weights = Path(whisper) / "model.safetensors"
             self.records["wer"] = {"backend": "whisper", "proxy": False, "weights": str(whisper)} | (
                 {"weights_sha256": features.file_sha256(weights)} if weights.is_file() else {})
-        else:  # the default backend: its en-us model ships in the wheel
+        else:  # pocketsphinx: its en-us model ships in the wheel
             from importlib.metadata import version
 
             self.records["wer"] = {"backend": "pocketsphinx", "proxy": False,

@@ -47,6 +47,7 @@ from streamchar.train.config import TrainConfig
 
 KINDS = ("video", "audio")
 VIDEO_ARCHS = ("tiny", "wan")
+AUDIO_ARCHS = ("tiny", "oobleck")
 MAX_AUDIO_SECONDS = 1.375  # one streaming chunk: 33 frames at 24 fps
 
 
@@ -66,6 +67,10 @@ class CodecTrainConfig(YamlConfig):
     latent_channels: int = 16  # a random codec's latent channels
     base_dim: int = 8  # a random tiny Wan VAE's width
     channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])  # the tiny video VAE's widths
+    audio_arch: str = "tiny"  # 'tiny' (codecs/tiny_audio.py, mel encoder + iSTFT decoder) | 'oobleck'
+    audio_latent_channels: int = 32  # a random tiny audio codec's latent channels
+    audio_dim: int = 256  # its width
+    judge: str | None = None  # speech judge folder for the WER report (None: the bundled one, else pocketsphinx)
     mse_weight: float = 1.0
     # audio
     crop_seconds: float = MAX_AUDIO_SECONDS  # rounded down to whole hops (at least one)
@@ -85,6 +90,8 @@ class CodecTrainConfig(YamlConfig):
 
         if self.kind not in KINDS:
             bad("kind", f"unknown value {self.kind!r}; choose from {list(KINDS)}")
+        if self.audio_arch not in AUDIO_ARCHS:
+            bad("audio_arch", f"unknown value {self.audio_arch!r}; choose from {list(AUDIO_ARCHS)}")
         if self.video_arch not in VIDEO_ARCHS:
             bad("video_arch", f"unknown value {self.video_arch!r}; choose from {list(VIDEO_ARCHS)}")
         for name in ("max_clips", "items_per_clip", "batch_size", "frames", "latent_channels", "base_dim",
@@ -122,25 +129,30 @@ class VAEForTraining(nn.Module):
         return y, posterior.mean, posterior.logvar
 
 
-class GroupedVAEForTraining(nn.Module):
-    """The tiny video codec (independent 4-frame groups): forward(x) -> (reconstruction, mean, log-variance)."""
+class TinyCodecForTraining(nn.Module):
+    """The tiny codecs (codecs/tiny_video.py, codecs/tiny_audio.py): forward(x) -> (reconstruction, posterior
+    mean, posterior log-variance)."""
 
     def __init__(self, codec):
         super().__init__()
         self.codec = codec
 
     def forward(self, x: torch.Tensor):
-        from streamchar.codecs.tiny_video import from_groups
+        from streamchar.codecs.tiny_video import TinyVideoCodec, from_groups
 
-        posterior = self.codec.posterior(x)  # over (B * T') groups
-        g = self.codec.vae.decode(posterior.sample())  # (B * T', 12, H, W)
-        return from_groups(g.view(x.shape[0], -1, *g.shape[1:])), posterior.mean, posterior.logvar
+        posterior = self.codec.posterior(x)
+        y = self.codec.vae.decode(posterior.sample())
+        if isinstance(self.codec, TinyVideoCodec):  # (B * T', 12, H, W) groups -> (B, 3, T, H, W)
+            y = from_groups(y.view(x.shape[0], -1, *y.shape[1:]))
+        else:  # (B, 1, T_a * hop) -> x's length
+            y = y[..., : x.shape[-1]]
+        return y, posterior.mean, posterior.logvar
 
 
 def training_module(cfg: "CodecTrainConfig", codec) -> nn.Module:
     """What the Trainer trains: forward(x) -> (reconstruction, posterior mean, posterior log-variance)."""
-    if cfg.kind == "video" and cfg.video_arch == "tiny":
-        return GroupedVAEForTraining(codec)
+    if (cfg.kind == "video" and cfg.video_arch == "tiny") or (cfg.kind == "audio" and cfg.audio_arch == "tiny"):
+        return TinyCodecForTraining(codec)
     return VAEForTraining(codec.vae)
 
 
@@ -202,6 +214,12 @@ def build_codec(cfg: CodecTrainConfig):
         if cfg.init:
             return WanVideoCodec.from_pretrained(cfg.init)
         return WanVideoCodec.tiny(latent_channels=cfg.latent_channels, base_dim=cfg.base_dim)
+    if cfg.audio_arch == "tiny":
+        from streamchar.codecs.tiny_audio import TinyAudioCodec
+
+        if cfg.init:
+            return TinyAudioCodec.from_pretrained(cfg.init)
+        return TinyAudioCodec.tiny(latent_channels=cfg.audio_latent_channels, dim=cfg.audio_dim)
     return OobleckAudioCodec.from_pretrained(cfg.init) if cfg.init else OobleckAudioCodec.tiny()
 
 
@@ -247,12 +265,16 @@ def latent_stats(codec, clips: list[Clip], kind: str, frames: int = 33, max_chun
 def with_latent_stats(codec, mean: list[float], std: list[float]):
     """A codec over the same VAE that normalises latents with `mean` / `std`."""
     from streamchar.codecs.oobleck_audio import OobleckAudioCodec
+    from streamchar.codecs.tiny_audio import TinyAudioCodec
     from streamchar.codecs.tiny_video import TinyVideoCodec
     from streamchar.codecs.wan_video import WanVideoCodec
 
     if isinstance(codec, TinyVideoCodec):
         codec.vae.register_to_config(latents_mean=mean, latents_std=std)
         return TinyVideoCodec(codec.vae, fps=codec.fps).to(codec.latents_mean.device)
+    if isinstance(codec, TinyAudioCodec):
+        codec.vae.register_to_config(latents_mean=mean, latents_std=std)
+        return TinyAudioCodec(codec.vae).to(codec.latents_mean.device)
     if isinstance(codec, WanVideoCodec):
         codec.vae.register_to_config(latents_mean=mean, latents_std=std)  # saved in the diffusers config.json
         return WanVideoCodec(codec.vae, fps=codec.fps).to(codec.latents_mean.device)
@@ -293,14 +315,20 @@ def round_trip_audio(codec, audio: np.ndarray) -> np.ndarray:
     return wave[0, :, : audio.shape[1]].float().cpu().numpy()
 
 
-def audio_wer(codec, clips: list[Clip]) -> dict:
-    """pocketsphinx WER on held-out clips: original audio and its codec round trip."""
+def audio_wer(codec, clips: list[Clip], judge: str | None = None) -> dict:
+    """WER on held-out clips, original audio and its codec round trip: by the speech judge at `judge` (or the
+    bundled one), else by pocketsphinx where no judge is bundled yet. "wer_backend" names which."""
     from streamchar.eval.asr import transcribe, wer
+    from streamchar.eval.judge import BUNDLED, load_judge
 
+    backend, read = "pocketsphinx", transcribe
+    if judge or (BUNDLED / "model.safetensors").is_file():
+        j = load_judge(judge)
+        backend, read = f"judge:{judge or 'bundled'}", j.transcribe
     refs = [c.text for c in clips]
-    original = [transcribe(c.audio, codec.sample_rate) for c in clips]
-    coded = [transcribe(round_trip_audio(codec, c.audio), codec.sample_rate) for c in clips]
-    return {"wer_original": wer(refs, original), "wer_roundtrip": wer(refs, coded),
+    original = [read(c.audio, codec.sample_rate) for c in clips]
+    coded = [read(round_trip_audio(codec, c.audio), codec.sample_rate) for c in clips]
+    return {"wer_backend": backend, "wer_original": wer(refs, original), "wer_roundtrip": wer(refs, coded),
             "transcripts": [{"key": c.key, "ref": c.text, "original": o, "roundtrip": r}
                             for c, o, r in zip(clips, original, coded)]}
 
@@ -336,7 +364,7 @@ def run_codec_training(cfg: CodecTrainConfig) -> dict:
         if is_video:
             report["psnr_before"] = video_psnr(codec, held_out, 33, cfg.eval_chunks)
         else:
-            report["wer_roundtrip_before"] = audio_wer(codec, held_out)["wer_roundtrip"]
+            report["wer_roundtrip_before"] = audio_wer(codec, held_out, cfg.judge)["wer_roundtrip"]
 
     model = training_module(cfg, codec)
     trainer = Trainer(model, make_loss_fn(cfg), loader, cfg.train)
@@ -358,6 +386,6 @@ def run_codec_training(cfg: CodecTrainConfig) -> dict:
             q = video_quality(codec, held_out, 33, cfg.eval_chunks)  # whole streaming chunks
             report["psnr_after"], report["ssim_after"] = q["psnr"], q["ssim"]
         else:
-            report.update(audio_wer(codec, held_out))
+            report.update(audio_wer(codec, held_out, cfg.judge))
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return {**report, "codec": codec, "losses": losses}

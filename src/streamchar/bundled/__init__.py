@@ -1,0 +1,34 @@
+"""Models that ship inside the package, by name: a name works wherever a checkpoint folder is accepted.
+
+    judge         the SynthTalk speech judge (eval/judge.py), WER for SynthTalk speech
+    tiny-codecs   a pipeline skeleton with the trained tiny codecs (video_codec/, audio_codec/, config.yaml);
+                  the trained DiT and orchestrator join it in later releases
+
+Each folder holds final weights only (safetensors) and a card saying how it was trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamchar.errors import StreamCharError
+
+ROOT = Path(__file__).resolve().parent
+
+
+def bundled_names() -> list[str]:
+    """The names of the bundled folders present in this install."""
+    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def resolve_checkpoint(value: str | Path, option: str = "--checkpoint") -> Path:
+    """A folder path as given, or the bundled folder of that name. Errors name the value and the choices."""
+    path = Path(value)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise StreamCharError(f"{option} {value} is a file: give a model folder or a bundled name")
+    if str(value) in bundled_names():
+        return ROOT / str(value)
+    names = ", ".join(bundled_names()) or "none in this install"
+    raise StreamCharError(f"{option} {value}: no such folder, and not a bundled model (bundled: {names})")
