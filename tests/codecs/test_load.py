@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from streamchar.codecs import OobleckAudioCodec, WanVideoCodec
-from streamchar.codecs.load import (build_audio_codec, build_video_codec, codec_folder_arch, load_audio_codec,
-                                    load_pipeline_codecs, load_video_codec)
+from streamchar.codecs.load import (
+    build_audio_codec,
+    build_video_codec,
+    codec_folder_arch,
+    load_audio_codec,
+    load_pipeline_codecs,
+    load_video_codec,
+)
 from streamchar.codecs.tiny_audio import TinyAudioCodec
 from streamchar.codecs.tiny_video import TinyVideoCodec
 from streamchar.config import paper, tiny
