@@ -64,7 +64,7 @@ class VideoCodecConfig:
     fps: int = 24
     height: int = 64
     width: int = 64
-    latent_channels: int = 16
+    latent_channels: int = 32
     temporal_factor: int = 4  # 4x temporal, first frame alone: 33 frames <-> 9 latent frames
     spatial_factor: int = 8
     base_dim: int = 8  # width of a random Wan VAE (arch 'wan', no `path`)

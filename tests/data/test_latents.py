@@ -42,7 +42,8 @@ def test_encode_synthtalk_shards(tmp_path):
     for key, t, meta in items:
         n = src[key]["frames"] // 33
         assert meta["chunks"] == n >= 1
-        assert t["video_latents"].shape == (n, 16, 9, 8, 8) and t["reference_latent"].shape == (16, 1, 8, 8)
+        c = model.cfg.video.latent_channels
+        assert t["video_latents"].shape == (n, c, 9, 8, 8) and t["reference_latent"].shape == (c, 1, 8, 8)
         assert t["audio_latents"].shape == (n * 33, model.cfg.audio.latent_channels) and t["token_ids"].dtype == torch.int64
         ends = meta["pap_end"]
         assert len(ends) == n and ends == sorted(ends) and 0 <= ends[0] and ends[-1] <= len(t["token_ids"])

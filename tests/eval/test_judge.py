@@ -110,3 +110,12 @@ def test_train_asr_judge_end_to_end(make_synthtalk, tmp_path, one_thread):
     judge = SpeechJudge.from_pretrained(out / "judge")
     assert isinstance(judge.transcribe(clips[0].audio, 16000), str)
     assert main(["train", "asr-judge", "--config", str(tmp_path / "absent.yaml")]) == 2
+
+
+def test_lexicon_splits_a_missed_word_boundary():
+    lex = WordLexicon({**ENTRIES, "cat": [["k", "æ", "t"]], "sat": [["s", "æ", "t"]]})
+    assert lex.read_words(["ð", "ə", "k", "æ", "t"]) == ["the", "cat"]
+    assert lex.read_words(["ð", "ə", "k", "æ", "t", "s", "æ", "t"]) == ["the", "cat", "sat"]
+    assert lex.read_words(["ð", "ə", "k", "æ", "p"]) == ["the", "cat"]  # one exact word + one an edit away
+    assert lex.read_words(["ð", "ə", "k", "æ", "p"], repair=False) == [UNK]
+    assert lex.read(["ð", "ə", "k", "æ", "t"], repair=False) == "the cat"  # exact splits need no repair

@@ -30,7 +30,7 @@ def test_state_across_chunks(model):
         assert c.frames.shape == (33, 64, 64, 3) and c.frames.dtype == np.uint8
         assert c.audio.shape == (1, 33 * 1024) and c.audio.dtype == np.float32
         assert len(s.state.history) <= model.cfg.history_chunks == 2
-        assert s.state.motion is not before_motion and s.state.motion.shape == (1, 16, 9, 8, 8)
+        assert s.state.motion is not before_motion and s.state.motion.shape == (1, model.cfg.video.latent_channels, 9, 8, 8)
         sinks.append(s.state.sink)
         offsets.append(s.state.text_offset)
         assert all(v >= 0 for v in dataclasses.asdict(c.timings).values())

@@ -160,6 +160,9 @@ def ctc_greedy(log_probs: torch.Tensor, length: int) -> list[int]:
     return out
 
 
+SPLIT_COST = 1.0  # a missed word boundary costs an edit (a single word wins ties)
+
+
 def max_edits(n_phonemes: int) -> int:
     """How far a phoneme group may be from a pronunciation and still be read as that word."""
     return max(1, round(n_phonemes / 3))
@@ -188,20 +191,58 @@ class WordLexicon:
         return "".join(self._code.setdefault(p, chr(0xE000 + len(self._code))) for p in phonemes)
 
     def read(self, phonemes: list[str], repair: bool = True) -> str:
-        """The word these phonemes spell (nearest pronunciation within `max_edits`), or "<unk>"."""
+        """The word(s) these phonemes spell, space-separated (see `read_words`)."""
+        return " ".join(self.read_words(phonemes, repair))
+
+    def read_words(self, phonemes: list[str], repair: bool = True) -> list[str]:
+        """The words a phoneme group spells, by the cheapest reading (cost = edits + SPLIT_COST per extra word):
+        one word at most `max_edits` away; or, when the recogniser missed a word boundary, two or three words
+        whose pronunciations spell the group exactly (or two words, one of them one edit away). Nothing within
+        reach: ["<unk>"]. `repair=False`: exact spellings only (one word or an exact split)."""
+        if not phonemes:
+            return [UNK]
+        s = self.encode(phonemes)
+        if s in self.exact:
+            return [self.exact[s]]
+        n, best = len(s), (float("inf"), [UNK])
+        for i in range(1, n):  # two exact words
+            if s[:i] in self.exact and s[i:] in self.exact:
+                best = min(best, (SPLIT_COST, [self.exact[s[:i]], self.exact[s[i:]]]), key=lambda c: c[0])
+        if best[0] > SPLIT_COST and n <= 24:  # three exact words
+            for i in range(1, n - 1):
+                if s[:i] not in self.exact:
+                    continue
+                for j in range(i + 1, n):
+                    if s[i:j] in self.exact and s[j:] in self.exact:
+                        best = (2 * SPLIT_COST, [self.exact[s[:i]], self.exact[s[i:j]], self.exact[s[j:]]])
+                        break
+                if best[0] <= 2 * SPLIT_COST:
+                    break
+        if not repair or best[0] < SPLIT_COST:
+            return best[1]
+        d, word = self.nearest(s, max_edits(n))
+        if word is not None and d <= best[0]:
+            best = (d, [word])
+        if best[0] > 1 + SPLIT_COST:  # one exact word and one a single edit away
+            for i in range(2, n - 1):
+                a, b = s[:i], s[i:]
+                if a in self.exact and len(b) >= 3:
+                    d2, w2 = self.nearest(b, 1)
+                    if w2 is not None and d2 + SPLIT_COST < best[0]:
+                        best = (d2 + SPLIT_COST, [self.exact[a], w2])
+                if b in self.exact and len(a) >= 3:
+                    d2, w2 = self.nearest(a, 1)
+                    if w2 is not None and d2 + SPLIT_COST < best[0]:
+                        best = (d2 + SPLIT_COST, [w2, self.exact[b]])
+        return best[1]
+
+    def nearest(self, s: str, max_distance: int) -> tuple[int, str | None]:
+        """(edit distance, word) of the nearest pronunciation within `max_distance`, or (inf, None)."""
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
 
-        if not phonemes:
-            return UNK
-        s = self.encode(phonemes)
-        if s in self.exact:
-            return self.exact[s]
-        if not repair:
-            return UNK
-        hit = process.extractOne(s, self.strings, scorer=Levenshtein.distance,
-                                 score_cutoff=max_edits(len(phonemes)))
-        return self.words[hit[2]] if hit is not None else UNK
+        hit = process.extractOne(s, self.strings, scorer=Levenshtein.distance, score_cutoff=max_distance)
+        return (int(hit[1]), self.words[hit[2]]) if hit is not None else (10**9, None)
 
 
 class SpeechJudge:
@@ -251,7 +292,7 @@ class SpeechJudge:
         return groups
 
     def transcribe(self, audio, sample_rate: int, repair: bool = True) -> str:
-        return " ".join(self.lexicon.read(g, repair) for g in self.phoneme_groups(audio, sample_rate))
+        return " ".join(w for g in self.phoneme_groups(audio, sample_rate) for w in self.lexicon.read_words(g, repair))
 
     # ---- files ----------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, card: dict | None = None) -> None:

@@ -148,7 +148,8 @@ def judge_lexicon(cache: Path, progress: bool = True) -> dict[str, list[list[str
 
     if cache.is_file():
         data = json.loads(gzip.decompress(cache.read_bytes()))
-        data = data.get("words", data) if isinstance(data.get("accents"), list) else data
+        if set(data) == {"accents", "words"}:  # {"accents": [...], "words": {word: pronunciations}}
+            data = data["words"]
     else:
         words = sorted(lexicon().words) + [str(n) for n in range(1, 100)]
         data = {w: [list(p) for p in ps] for w, ps in lexicon_pronunciations(words, progress).items()}
