@@ -109,7 +109,13 @@ def test_generate_random_init_writes_mp4_and_timings(tmp_path, ref_image):
 
 @pytest.mark.slow
 def test_generate_same_seed_is_deterministic_with_ref_audio(tmp_path, ref_image, ref_audio):
-    """Two runs with the same seed (started concurrently to save time) decode to identical frames and audio."""
+    """Two runs with the same seed (started concurrently to save time) give the same audio and the same frames.
+
+    The frames are compared after H.264: libx264's rate control is not bit-reproducible on the noise-like frames
+    random weights make (seen: the same input arrays, encoded twice, differ in a few early frames at ~49 dB), so
+    they must agree to 40 dB PSNR; the session's own frames are bit-exact (tests/streaming/test_session.py)."""
+    from streamchar.eval.psnr import psnr
+
     outs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
     procs = [subprocess.Popen(cli_cmd("generate", "--text", "same seed, same output", "--ref-image", str(ref_image),
                                       "--ref-audio", str(ref_audio), "--out", str(o), "--random-init",
@@ -122,7 +128,7 @@ def test_generate_same_seed_is_deterministic_with_ref_audio(tmp_path, ref_image,
     (fa, aa), (fb, ab) = decode(outs[0]), decode(outs[1])
     assert fa.shape == (CHUNK_FRAMES, 64, 64, 3)
     assert fa.std() > 0  # not a constant picture
-    np.testing.assert_array_equal(fa, fb)
+    assert psnr(fa, fb) >= 40.0
     np.testing.assert_array_equal(aa, ab)
 
 
@@ -143,7 +149,7 @@ BAD_INPUTS = {
     "max-seconds-neg": (["--max-seconds", "-2"], "max-seconds"),
     "max-seconds-abc": (["--max-seconds", "abc"], "max-seconds"),
     "out-folder-missing": (["--out", "{tmp}/out/missing/x.mp4"], "does not exist"),
-    "checkpoint-missing": (["--checkpoint", "{tmp}/no_ckpt"], "checkpoint folder not found"),
+    "checkpoint-missing": (["--checkpoint", "{tmp}/no_ckpt"], "no such folder, and not a bundled model"),
     "audio-is-text": (["--ref-audio", "{tmp}/notes.txt"], "reference audio"),
 }
 

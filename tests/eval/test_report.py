@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from streamchar.errors import StreamCharError
+from streamchar.eval.judge import BUNDLED
 from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced
 
 WEIGHT_ENVS = ("STREAMCHAR_INCEPTION", "STREAMCHAR_I3D", "STREAMCHAR_SYNCNET", "STREAMCHAR_FACE_DETECTOR",
@@ -67,13 +68,11 @@ def test_evenly_spaced():
 def test_short_report_on_true_clips(clips, tmp_path, capsys):
     """The ground-truth clips scored as if generated: intelligible speech, in sync, the character kept."""
     videos = _folder(tmp_path / "videos", clips)
-    two = sorted(clips, key=lambda c: c[2]["duration"])[:2]  # pocketsphinx is slow: the shortest two
-    shuffled = [" ".join(np.random.default_rng(i).permutation(m["text"].split())) for i, (_, _, m) in enumerate(two)]
-    wrong = _folder(tmp_path / "wrong", two, texts=shuffled)
     out = tmp_path / "report"
-    report = evaluate(videos, out, EvalOptions(protocol="short"), progress=False)
+    report = evaluate(videos, out, EvalOptions(protocol="short", asr="pocketsphinx"), progress=False)
     m = report["metrics"]
-    assert m["wer"]["backend"] == "pocketsphinx" and m["wer"]["proxy"] is False and m["wer"]["value"] < 0.95
+    assert m["wer"]["backend"] == "pocketsphinx" and m["wer"]["proxy"] is False and m["wer"]["value"] >= 0  # pocketsphinx
+    # reads SynthTalk's large-vocabulary speech at WER ~1 (why the judge exists): here only that it is computed
     assert m["sync_proxy_abs_offset"]["proxy"] is True and m["sync_proxy_abs_offset"]["value"] <= 1.0
     assert m["sync_proxy_c"]["value"] > 0.3
     assert m["identity_proxy_ssim"]["value"] > 0.3 and m["identity_proxy_ssim"]["proxy"] is True
@@ -94,10 +93,19 @@ def test_short_report_on_true_clips(clips, tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "| wer |" in summary and "## Skipped" in summary and "STREAMCHAR_SYNCNET" in summary
     assert not list(out.glob(".*tmp*"))
-    # the same audio against shuffled transcripts scores worse
-    worse = evaluate(wrong, tmp_path / "report2", EvalOptions(protocol="short"), progress=False)
-    right = [v["wer"]["value"] for v in report["videos"] if v["key"] in {k for k, _, _ in two}]
-    assert worse["metrics"]["wer"]["value"] > np.mean(right) + 0.1
+
+
+@pytest.mark.skipif(not (BUNDLED / "model.safetensors").is_file(), reason="no bundled speech judge in this checkout")
+def test_judge_wer_on_true_clips_and_shuffled_transcripts(clips, tmp_path):
+    """The bundled judge (the default WER backend for SynthTalk) reads the true clips; the same audio against
+    shuffled transcripts scores far worse."""
+    two = sorted(clips, key=lambda c: c[2]["duration"])[:2]
+    shuffled = [" ".join(np.random.default_rng(i).permutation(m["text"].split())) for i, (_, _, m) in enumerate(two)]
+    right = evaluate(_folder(tmp_path / "right", two), tmp_path / "r1", EvalOptions(protocol="short"), progress=False)
+    assert right["metrics"]["wer"]["backend"] == "synthtalk-judge" and right["metrics"]["wer"]["value"] < 0.4
+    worse = evaluate(_folder(tmp_path / "wrong", two, texts=shuffled), tmp_path / "r2", EvalOptions(protocol="short"),
+                     progress=False)
+    assert worse["metrics"]["wer"]["value"] > right["metrics"]["wer"]["value"] + 0.3
 
 
 def test_fid_fvd_through_local_torchscript(clips, tmp_path):

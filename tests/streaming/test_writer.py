@@ -144,3 +144,22 @@ def test_no_drift_long_stream(tmp_path):
         last_audio = max(f.pts * f.time_base + Fraction(f.samples, f.sample_rate) for f in c.decode(audio=0))
     assert last_video == video_s
     assert abs(float(last_audio) - video_s) < 1 / FPS
+
+
+def test_strided_frames_are_written_as_they_read(tmp_path):
+    """A channels-last view (what a decoder working in that layout hands out) encodes like its contiguous copy."""
+    import av
+
+    from streamchar.streaming.writer import MP4Writer
+
+    rng = np.random.default_rng(0)
+    planar = rng.integers(0, 256, (3, 9, 16, 16), dtype=np.uint8)
+    view = planar.transpose(1, 2, 3, 0)  # (T, H, W, 3), not C-contiguous
+    outs = []
+    for name, frames in (("view", view), ("copy", np.ascontiguousarray(view))):
+        with MP4Writer(tmp_path / f"{name}.mp4", fps=24, width=16, height=16, sample_rate=24576, channels=1,
+                       crf=0) as w:
+            w.write(frames, np.zeros((1, 9 * 1024), np.float32))
+        with av.open(str(tmp_path / f"{name}.mp4")) as c:
+            outs.append(np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]))
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -24,6 +24,7 @@ from streamchar.train.pretrain import (
 )
 
 CHUNKS = {"train": [5, 3], "val": [2]}  # chunks per clip
+CA = tiny().audio.latent_channels  # audio latent channels of the tiny preset
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -61,7 +62,7 @@ def test_samples_carry_the_inference_conditions(latents):
             c, k = ds.items[i]
             clip = ds.clips[c]
             v = clip["video_latents"]
-            assert s["chunk"] == k and torch.equal(s["video"], v[k]) and s["audio"].shape == (33, 8)
+            assert s["chunk"] == k and torch.equal(s["video"], v[k]) and s["audio"].shape == (33, CA)
             assert torch.equal(s["reference"], clip["reference_latent"])
             if k == 0:
                 assert s["motion"] is None and s["sink"] is None
@@ -81,7 +82,7 @@ def test_samples_carry_the_inference_conditions(latents):
             assert s["text_ids"].tolist() == [1, 2, 0] + clip["token_ids"][s["text_offset"]:].tolist()
             assert s["transcript_start"] == 3 and len(s["text_ids"]) > 3
             if s["ref_audio"] is not None:
-                assert s["ref_audio"].shape == (33, 8)
+                assert s["ref_audio"].shape == (33, CA)
     assert seen_h == {0, 1, 2}
 
 
@@ -101,7 +102,7 @@ def test_samples_are_deterministic_by_index_and_epoch(latents):
     assert dropped and all(s["transcript_start"] == 1 for s in dropped)
     assert all(not s["reference"].any() for s in epoch0 + epoch1 if s["drop_reference"])
     batch = collate([ds[0]])
-    assert batch["audio"].shape == (1, 33, 8) and batch["pap_target"].shape == (1,)
+    assert batch["audio"].shape == (1, 33, CA) and batch["pap_target"].shape == (1,)
     with pytest.raises(StreamCharError, match="one sample"):
         collate([ds[0], ds[1]])
 
@@ -110,7 +111,7 @@ def test_audio_only_samples_have_no_video(latents):
     ds = dataset(latents, audio_only=True)
     s = ds[3]
     assert all(s[k] is None for k in ("video", "reference", "motion", "sink"))
-    assert s["audio"].shape == (33, 8)
+    assert s["audio"].shape == (33, CA)
 
 
 # ---- training ------------------------------------------------------------------------------------------

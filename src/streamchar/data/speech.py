@@ -360,7 +360,7 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     n_out = round(len(audio) * to_rate / from_rate)
     if from_rate == to_rate or len(audio) == 0:
         return audio.copy() if n_out == len(audio) else np.zeros(n_out, np.float32)
-    frame = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, :]), format="flt", layout="mono")
     frame.sample_rate = from_rate
     resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
     parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame) + resampler.resample(None)]

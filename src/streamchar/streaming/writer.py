@@ -113,7 +113,9 @@ class MP4Writer:
         audio = self._check_audio(audio)
 
         for rgb in frames:
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            # PyAV copies the array's buffer as if it were C-contiguous: a strided view (decoders that work
+            # channels-last hand out such frames) would be read as garbage, so make it contiguous first
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = self.frames_written
             frame.time_base = Fraction(1, self.fps)
             self._container.mux(self._video.encode(frame))
