@@ -126,3 +126,14 @@ def test_cli_rejects_a_config_of_the_other_kind(capsys):
 
     assert main(["train", "codec-audio", "--config", "configs/codec_video_tiny.yaml", "--steps", "1"]) == 2
     assert "kind: audio" in capsys.readouterr().err
+
+
+def test_video_augmentation_is_deterministic_and_varies_colours(synthtalk):
+    clips = load_clips(synthtalk, ["train"], 24576, 1, keep="video")
+    plain, aug = VideoChunks(clips, 5, items_per_clip=8), VideoChunks(clips, 5, items_per_clip=8, augment=True)
+    assert torch.equal(aug[3], aug[3]) and aug[3].shape == plain[3].shape
+    assert aug[3].min() >= -1 and aug[3].max() <= 1
+    changed = [not torch.equal(aug[i], plain[i]) for i in range(8)]
+    assert all(changed)  # the same crop (same rng draw first), other colours or layout
+    means = torch.stack([aug[i].mean(dim=(1, 2, 3)) for i in range(8)])  # (8, 3) channel means vary by item
+    assert means.std(0).min() > 0.01

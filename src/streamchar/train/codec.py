@@ -67,6 +67,7 @@ class CodecTrainConfig(YamlConfig):
     latent_channels: int = 16  # a random codec's latent channels
     base_dim: int = 8  # a random tiny Wan VAE's width
     channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])  # the tiny video VAE's widths
+    augment: bool = False  # video: vary colours and flip (train/clips.VideoChunks), for unseen characters
     audio_arch: str = "tiny"  # 'tiny' (codecs/tiny_audio.py, mel encoder + iSTFT decoder) | 'oobleck'
     audio_latent_channels: int = 32  # a random tiny audio codec's latent channels
     audio_dim: int = 256  # its width
@@ -352,7 +353,7 @@ def run_codec_training(cfg: CodecTrainConfig) -> dict:
     held_out = load_clips(cfg.data, cfg.eval_splits, sample_rate, channels, cfg.eval_clips, keep) \
         if cfg.eval_clips and cfg.eval_splits else []
     if is_video:
-        dataset = VideoChunks(clips, cfg.frames, cfg.items_per_clip, seed=cfg.train.seed)
+        dataset = VideoChunks(clips, cfg.frames, cfg.items_per_clip, seed=cfg.train.seed, augment=cfg.augment)
     else:
         dataset = AudioCrops(clips, audio_crop_samples(cfg, codec), cfg.items_per_clip, seed=cfg.train.seed)
     loader = EpochLoader(dataset, cfg.batch_size, seed=cfg.train.seed)
