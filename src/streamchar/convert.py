@@ -107,11 +107,9 @@ def codecs_skeleton(out: str | Path, video_vae, audio_vae, base: str = "tiny", c
     `"skeleton": true`, `README.md` card): what `eval-codecs`, `data encode`-style tools and later training
     stages start from. Written to a temporary folder, then renamed into place."""
     import json
-    import os
-    import shutil
-    import tempfile
 
     from streamchar import __version__
+    from streamchar.atomic import atomic_folder
     from streamchar.codecs.load import load_audio_codec, load_video_codec
 
     if video_vae is None or audio_vae is None:
@@ -119,8 +117,7 @@ def codecs_skeleton(out: str | Path, video_vae, audio_vae, base: str = "tiny", c
     cfg = config_from_folders(base, video_vae=video_vae, audio_vae=audio_vae)
     video, audio = load_video_codec(video_vae, fps=cfg.video.fps), load_audio_codec(audio_vae)
     out = Path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         cfg.video.path = cfg.audio.path = None
         cfg.to_yaml(tmp / "config.yaml")
         video.save_pretrained(tmp / "video_codec")
@@ -131,11 +128,5 @@ def codecs_skeleton(out: str | Path, video_vae, audio_vae, base: str = "tiny", c
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
         if card is not None:
             (tmp / "README.md").write_text(card)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": str(out), "preset": base, "skeleton": True, "video_codec": str(video_vae),
             "audio_codec": str(audio_vae)}

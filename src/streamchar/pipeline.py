@@ -22,9 +22,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -33,6 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from streamchar import __version__
+from streamchar.atomic import atomic_folder
 from streamchar.config import StreamCharConfig
 from streamchar.errors import StreamCharError
 
@@ -101,8 +99,7 @@ class StreamChar(nn.Module):
         path = Path(path)
         if not path.parent.is_dir():
             raise StreamCharError(f"cannot save the model: folder {path.parent} does not exist")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             cfg = copy.deepcopy(self.cfg)
             cfg.video.path = cfg.audio.path = cfg.text.path = cfg.dit.path = None
             cfg.orchestrator.path = cfg.orchestrator.tokenizer = None
@@ -119,12 +116,6 @@ class StreamChar(nn.Module):
             index = {"_class_name": "StreamChar", "_streamchar_version": __version__, "preset": self.cfg.preset,
                      **{name: {"class": cls, "path": name} for name, cls in classes.items()}}
             (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device="cpu") -> "StreamChar":

@@ -298,15 +298,12 @@ class SpeechJudge:
     def save_pretrained(self, path: str | Path, card: dict | None = None) -> None:
         """config.json, model.safetensors, lexicon.json.gz and card.json in `path` (written to a temporary
         folder, then renamed into place)."""
-        import os
-        import shutil
-        import tempfile
-
         from safetensors.torch import save_file
 
+        from streamchar.atomic import atomic_folder
+
         path = Path(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             cfg = self.net.cfg
             (tmp / "config.json").write_text(json.dumps(
                 {k: getattr(cfg, k) for k in ("phonemes", "n_mels", "channels", "blocks", "kernel", "dropout")},
@@ -316,12 +313,6 @@ class SpeechJudge:
             with gzip.GzipFile(tmp / "lexicon.json.gz", "wb", mtime=0) as f:
                 f.write(json.dumps(self.lexicon.entries, ensure_ascii=False).encode())
             (tmp / "card.json").write_text(json.dumps(card if card is not None else self.card, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device="cpu") -> "SpeechJudge":
