@@ -12,12 +12,8 @@ def codec():
     return TinyVideoCodec.tiny()
 
 
-def frames(t, h=64, w=64, b=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, t, h, w, generator=g) * 2 - 1
 
-
-def test_groups_round_trip():
+def test_groups_round_trip(frames):
     x = frames(33, 16, 16, b=2)
     g = to_groups(x)
     assert g.shape == (2, 9, 12, 16, 16)
@@ -33,7 +29,7 @@ def test_contract(codec):
 
 
 @torch.no_grad()
-def test_round_trip_shapes(codec):
+def test_round_trip_shapes(codec, frames):
     z = codec.encode(frames(33))
     assert z.shape == (1, 16, 9, 8, 8)
     x = codec.decode(z)
@@ -62,7 +58,7 @@ def test_save_load_is_exact(codec, tmp_path):
     codec.vae.register_to_config(latents_mean=None, latents_std=None)
 
 
-def test_bad_input(codec, tmp_path):
+def test_bad_input(codec, tmp_path, frames):
     with pytest.raises(StreamCharError, match="1 \\+ 4"):
         codec.encode(frames(6))
     with pytest.raises(StreamCharError, match="divisible by 8"):

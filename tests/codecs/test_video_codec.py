@@ -12,10 +12,6 @@ def codec():
     return WanVideoCodec.tiny()
 
 
-def frames(t, h=64, w=64, b=1):
-    g = torch.Generator().manual_seed(t)
-    return torch.rand(b, 3, t, h, w, generator=g) * 2 - 1
-
 
 def test_attributes(codec):
     assert isinstance(codec, VideoCodec)
@@ -26,7 +22,7 @@ def test_attributes(codec):
 
 
 @torch.no_grad()
-def test_chunk_round_trip_shapes(codec):
+def test_chunk_round_trip_shapes(codec, frames):
     z = codec.encode(frames(33))
     assert z.shape == (1, 16, 9, 8, 8)
     x = codec.decode(z)
@@ -36,14 +32,14 @@ def test_chunk_round_trip_shapes(codec):
 
 @torch.no_grad()
 @pytest.mark.parametrize("t, t_lat", [(1, 1), (5, 2)])
-def test_short_clips(codec, t, t_lat):
+def test_short_clips(codec, t, t_lat, frames):
     z = codec.encode(frames(t, 16, 16))
     assert z.shape == (1, 16, t_lat, 2, 2)
     assert codec.decode(z).shape == (1, 3, t, 16, 16)
 
 
 @pytest.mark.parametrize("t", [0, 32, 34])
-def test_bad_frame_count(codec, t):
+def test_bad_frame_count(codec, t, frames):
     with pytest.raises(StreamCharError, match=str(t)):
         codec.num_latent_frames(t)
     if t > 0:
@@ -63,7 +59,7 @@ def test_bad_shapes(codec):
 
 
 @torch.no_grad()
-def test_normalisation_matches_diffusers_pipelines():
+def test_normalisation_matches_diffusers_pipelines(frames):
     torch.manual_seed(1)
     mean = [0.1 * i - 0.5 for i in range(16)]
     std = [0.5 + 0.1 * i for i in range(16)]
@@ -97,7 +93,7 @@ def test_from_pretrained_missing(tmp_path):
 
 
 @torch.no_grad()
-def test_wan22_layout_is_16x():
+def test_wan22_layout_is_16x(frames):
     # Wan2.2 TI2V-5B layout: patchify by 2 (3 * 2 * 2 = 12 channels in), residual blocks, 16x spatial
     torch.manual_seed(0)
     vae = AutoencoderKLWan(

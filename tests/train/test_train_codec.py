@@ -128,12 +128,35 @@ def test_cli_rejects_a_config_of_the_other_kind(capsys):
     assert "kind: audio" in capsys.readouterr().err
 
 
-def test_video_augmentation_is_deterministic_and_varies_colours(synthtalk):
+def test_rerendered_characters_are_deterministic_and_new(synthtalk):
+    from streamchar.data.identity import IDENTITIES, codec_identities
+
+    characters = codec_identities(32)
+    assert len(characters) == 32 and not {c.skin for c in characters} <= {IDENTITIES[0].skin}
+    assert all(c.name.startswith("codec-") for c in characters)
     clips = load_clips(synthtalk, ["train"], 24576, 1, keep="video")
-    plain, aug = VideoChunks(clips, 5, items_per_clip=8), VideoChunks(clips, 5, items_per_clip=8, augment=True)
-    assert torch.equal(aug[3], aug[3]) and aug[3].shape == plain[3].shape
-    assert aug[3].min() >= -1 and aug[3].max() <= 1
-    changed = [not torch.equal(aug[i], plain[i]) for i in range(8)]
-    assert all(changed)  # the same crop (same rng draw first), other colours or layout
-    means = torch.stack([aug[i].mean(dim=(1, 2, 3)) for i in range(8)])  # (8, 3) channel means vary by item
+    plain = VideoChunks(clips, 5, items_per_clip=8)
+    mixed = VideoChunks(clips, 5, items_per_clip=8, characters=characters, rerender=1.0)
+    assert torch.equal(mixed[3], mixed[3]) and mixed[3].shape == plain[3].shape
+    assert mixed[3].min() >= -1 and mixed[3].max() <= 1
+    assert all(not torch.equal(mixed[i], plain[i]) for i in range(8))  # the same run, another character
+    means = torch.stack([mixed[i].mean(dim=(1, 2, 3)) for i in range(8)])  # (8, 3): colours vary by item
     assert means.std(0).min() > 0.01
+    with pytest.raises(StreamCharError, match="rerender"):
+        VideoChunks(clips, 5, characters=characters, rerender=1.5)
+
+
+
+
+def test_log_mel_loss_compares_what_is_heard():
+    from streamchar.train.codec import LogMelLoss
+
+    loss = LogMelLoss(24576)
+    t = torch.arange(24576) / 24576
+    tone = (0.3 * torch.sin(2 * torch.pi * 440 * t)).view(1, 1, -1)
+    assert loss(tone, tone).item() == 0.0
+    shifted = torch.roll(tone, 7, dims=-1)  # same sound, other phase: close
+    other = (0.3 * torch.sin(2 * torch.pi * 1800 * t)).view(1, 1, -1)  # another pitch: far
+    assert loss(shifted, tone).item() < 0.1 * loss(other, tone).item()
+    with pytest.raises(StreamCharError, match="mel_weight"):
+        CodecTrainConfig(kind="audio", mel_weight=-1.0).validate()

@@ -99,3 +99,18 @@ def make_identities(n: int = 24, seed: int = 20240611) -> list[Identity]:
 IDENTITIES: list[Identity] = make_identities(24)
 TRAIN_IDENTITIES: list[int] = list(range(16))
 HELDOUT_IDENTITIES: list[int] = list(range(16, len(IDENTITIES)))
+
+
+def codec_identities(n: int, seed: int = 1) -> list[Identity]:
+    """`n` more identities from the same palettes for training the video codec, none of them one of the 24
+    SynthTalk characters (compared by look, not name): the codec learns colours and shapes, not 16 faces."""
+    import dataclasses
+
+    def look(idn):
+        return dataclasses.replace(idn, name="")
+
+    taken = {look(i) for i in IDENTITIES}
+    if seed == 20240611:
+        raise StreamCharError("codec_identities: the seed of the SynthTalk characters themselves")
+    out = [dataclasses.replace(i, name=f"codec-{k:04d}") for k, i in enumerate(make_identities(n, seed))]
+    return [i for i in out if look(i) not in taken]

@@ -75,21 +75,25 @@ def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 class VideoChunks:
     """Item i: a random run of `frames` consecutive frames of clip i % len(clips), as (3, frames, H, W) in [-1, 1].
 
-    `items_per_clip` items per clip make one epoch. Clips shorter than `frames` are an error. With `augment`,
-    each item's colours and layout are varied (a random order of the RGB channels, a gain in [0.75, 1.25] and an
-    offset in [-0.15, 0.15] per channel, a horizontal flip half the time), so a codec trained on SynthTalk's 16
-    training characters does not learn their palettes: held-out characters look like none of them.
+    `items_per_clip` items per clip make one epoch. Clips shorter than `frames` are an error. With `characters`
+    (SynthTalk identities, see `data.identity.codec_identities`), a share `rerender` of the items is the same
+    run of speech and motion rendered afresh as a random one of them: the 16 training characters alone teach a
+    codec their palettes, and held-out characters then come back in the wrong colours.
     """
 
     def __init__(self, clips: list[Clip], frames: int, items_per_clip: int = 1, seed: int = 0,
-                 augment: bool = False):
+                 characters: list | None = None, rerender: float = 0.5):
         if not clips:
             raise StreamCharError("no clips to train on (is the split empty?)")
         short = [c.key for c in clips if c.frames is None or len(c.frames) < frames]
         if short:
             raise StreamCharError(f"clip {short[0]} has no video or fewer than {frames} frames")
+        if not 0.0 <= rerender <= 1.0:
+            raise StreamCharError(f"rerender must be in [0, 1], got {rerender}")
+        if characters and any("phonemes" not in c.meta or "words" not in c.meta for c in clips):
+            raise StreamCharError("re-rendering characters needs the clips' phoneme and word timings (meta)")
         self.clips, self.frames, self.items_per_clip, self.seed = clips, frames, items_per_clip, seed
-        self.augment = augment
+        self.characters, self.rerender = list(characters or []), rerender
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -99,15 +103,29 @@ class VideoChunks:
         clip = self.clips[i % len(self.clips)]
         rng = _rng(self.seed, self.epoch, i)
         start = int(rng.integers(len(clip.frames) - self.frames + 1))
-        x = torch.from_numpy(clip.frames[start: start + self.frames])  # (F, H, W, 3) uint8
-        x = x.permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, F, H, W)
-        if self.augment:
-            gain = torch.from_numpy(rng.uniform(0.75, 1.25, 3)).float().view(3, 1, 1, 1)
-            offset = torch.from_numpy(rng.uniform(-0.15, 0.15, 3)).float().view(3, 1, 1, 1)
-            x = (x[torch.from_numpy(rng.permutation(3))] * gain + offset).clamp(-1.0, 1.0)
-            if rng.random() < 0.5:
-                x = x.flip(-1)
-        return x
+        if self.characters and rng.random() < self.rerender:
+            character = self.characters[int(rng.integers(len(self.characters)))]
+            x = torch.from_numpy(render_run(clip, character, start, self.frames, int(rng.integers(2**31))))
+        else:
+            x = torch.from_numpy(clip.frames[start: start + self.frames])  # (F, H, W, 3) uint8
+        return x.permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, F, H, W)
+
+
+def render_run(clip: Clip, character, start: int, frames: int, seed: int) -> np.ndarray:
+    """Frames [start, start + frames) of `clip`'s speech, rendered as `character` -> (frames, H, W, 3) uint8.
+
+    The phoneme and word timings of that stretch drive the mouth and the motion (`seed`) of a fresh render."""
+    from streamchar.data.render import render_clip
+
+    fps, size = clip.meta["fps"], clip.frames.shape[1]
+    t0, t1 = start / fps, (start + frames) / fps
+
+    def window(items, *head):
+        return [(*[it[k] for k in head], max(0.0, it["start"] - t0), min(t1, it["end"]) - t0)
+                for it in items if it["end"] > t0 and it["start"] < t1]
+
+    return render_clip(character, window(clip.meta["phonemes"], "ipa"), window(clip.meta["words"]),
+                       frames / fps, size=size, fps=fps, seed=seed)
 
 
 class AudioCrops:

@@ -12,11 +12,14 @@ weight 1e-6) while the reconstruction terms stay per-pixel means.
 Audio (`kind: audio`): items are `crop_seconds` crops (rounded to whole hops, <= 1.375 s = one chunk) of the
 training clips' audio at the codec rate (24,576 Hz for the tiny codec). Loss:
 
-    l1_weight * |w - w'|  +  stft_weight * MRSTFT(w, w')  +  kl_weight * KL / samples
+    l1_weight * |w - w'|  +  stft_weight * MRSTFT(w, w')  +  mel_weight * |log mel(w) - log mel(w')|
+    + kl_weight * KL / samples
 
 with MRSTFT the mean over `stft_sizes` (hop n/4, Hann window, torch.stft) of the L1 distance of magnitudes
 plus the L1 distance of log magnitudes (floored at 1e-5, as DAC's mel loss). Spectral convergence
-(||S' - S|| / ||S||) is left out: it explodes on the silent crops speech is full of.
+(||S' - S|| / ||S||) is left out: it explodes on the silent crops speech is full of. The log-mel term (80 mels,
+n_fft 1024, hop 256, floored at 1e-5: Vocos's mel loss) weighs the bands speech is heard in, where the linear
+STFT terms spend most of their weight on the many quiet high-frequency bins.
 
 After training, per-channel latent mean / std of the posterior mode over training clips (up to `stats_clips`)
 are stored with the codec so its `encode` gives ~zero-mean, unit-std latents: for video in the diffusers config
@@ -67,7 +70,8 @@ class CodecTrainConfig(YamlConfig):
     latent_channels: int = 16  # a random codec's latent channels
     base_dim: int = 8  # a random tiny Wan VAE's width
     channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])  # the tiny video VAE's widths
-    augment: bool = False  # video: vary colours and flip (train/clips.VideoChunks), for unseen characters
+    characters: int = 0  # video: re-render items as this many more SynthTalk-style characters (0: off)
+    rerender: float = 0.5  # the share of items re-rendered (train/clips.VideoChunks)
     audio_arch: str = "tiny"  # 'tiny' (codecs/tiny_audio.py, mel encoder + iSTFT decoder) | 'oobleck'
     audio_latent_channels: int = 32  # a random tiny audio codec's latent channels
     audio_dim: int = 256  # its width
@@ -77,6 +81,7 @@ class CodecTrainConfig(YamlConfig):
     crop_seconds: float = MAX_AUDIO_SECONDS  # rounded down to whole hops (at least one)
     stft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
     stft_weight: float = 1.0
+    mel_weight: float = 0.0  # log-mel L1 (Vocos); 0 = off
     # both
     l1_weight: float = 1.0
     kl_weight: float = 1e-6
@@ -99,7 +104,9 @@ class CodecTrainConfig(YamlConfig):
                      "stats_clips", "eval_chunks"):
             if getattr(self, name) < 1:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_clips", "mse_weight", "stft_weight", "l1_weight", "kl_weight"):
+        if not 0.0 <= self.rerender <= 1.0:
+            bad("rerender", f"must be in [0, 1], got {self.rerender}")
+        for name in ("characters", "eval_clips", "mse_weight", "stft_weight", "mel_weight", "l1_weight", "kl_weight"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         if (self.frames - 1) % 4:
@@ -181,7 +188,31 @@ def stft_loss(y: torch.Tensor, x: torch.Tensor, sizes: list[int]) -> torch.Tenso
     return total / len(sizes)
 
 
-def make_loss_fn(cfg: CodecTrainConfig):
+class LogMelLoss(nn.Module):
+    """L1 distance of log-mel spectrograms of waveforms (B, ch, S) at `sample_rate` (Vocos's mel loss)."""
+
+    def __init__(self, sample_rate: int, n_fft: int = 1024, hop: int = 256, n_mels: int = 80):
+        super().__init__()
+        from transformers.audio_utils import mel_filter_bank
+
+        fb = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels, min_frequency=0.0,
+                             max_frequency=sample_rate / 2, sampling_rate=sample_rate, norm="slaney",
+                             mel_scale="slaney")
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("fb", torch.tensor(fb.T, dtype=torch.float32), persistent=False)  # (mels, bins)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def log_mel(self, w: torch.Tensor) -> torch.Tensor:
+        s = torch.stft(w, self.n_fft, self.hop, window=self.window.to(w.device), return_complex=True)
+        return (self.fb.to(w.device) @ (s.real.square() + s.imag.square())).clamp_min(1e-10).sqrt().clamp_min(
+            1e-5).log()  # (B*ch, mels, frames)
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y, x = y.flatten(0, 1).float(), x.flatten(0, 1).float()
+        return (self.log_mel(y) - self.log_mel(x)).abs().mean()
+
+
+def make_loss_fn(cfg: CodecTrainConfig, sample_rate: int | None = None):
     def video_loss(model, x, step):
         y, mean, logvar = model(x)  # x, y: (B, 3, F, H, W)
         l1, mse = (y - x).abs().mean(), (y - x).square().mean()
@@ -189,13 +220,23 @@ def make_loss_fn(cfg: CodecTrainConfig):
         loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
         return loss, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
 
+    mel = None
+    if cfg.kind == "audio" and cfg.mel_weight > 0:
+        if sample_rate is None:
+            raise StreamCharError("mel_weight > 0 needs the codec's sample rate")
+        mel = LogMelLoss(sample_rate)
+
     def audio_loss(model, x, step):
         y, mean, logvar = model(x)  # x, y: (B, ch, S)
         l1 = (y - x).abs().mean()
         spec = stft_loss(y, x, cfg.stft_sizes)
         kl = kl_per_value(mean, logvar, x[0].numel())
         loss = cfg.l1_weight * l1 + cfg.stft_weight * spec + cfg.kl_weight * kl
-        return loss, {"l1": l1.item(), "stft": spec.item(), "kl": kl.item()}
+        logs = {"l1": l1.item(), "stft": spec.item(), "kl": kl.item()}
+        if mel is not None:
+            m = mel(y, x)
+            loss, logs["mel"] = loss + cfg.mel_weight * m, m.item()
+        return loss, logs
 
     return video_loss if cfg.kind == "video" else audio_loss
 
@@ -353,7 +394,11 @@ def run_codec_training(cfg: CodecTrainConfig) -> dict:
     held_out = load_clips(cfg.data, cfg.eval_splits, sample_rate, channels, cfg.eval_clips, keep) \
         if cfg.eval_clips and cfg.eval_splits else []
     if is_video:
-        dataset = VideoChunks(clips, cfg.frames, cfg.items_per_clip, seed=cfg.train.seed, augment=cfg.augment)
+        from streamchar.data.identity import codec_identities
+
+        characters = codec_identities(cfg.characters) if cfg.characters else None
+        dataset = VideoChunks(clips, cfg.frames, cfg.items_per_clip, seed=cfg.train.seed, characters=characters,
+                              rerender=cfg.rerender)
     else:
         dataset = AudioCrops(clips, audio_crop_samples(cfg, codec), cfg.items_per_clip, seed=cfg.train.seed)
     loader = EpochLoader(dataset, cfg.batch_size, seed=cfg.train.seed)
@@ -368,7 +413,7 @@ def run_codec_training(cfg: CodecTrainConfig) -> dict:
             report["wer_roundtrip_before"] = audio_wer(codec, held_out, cfg.judge)["wer_roundtrip"]
 
     model = training_module(cfg, codec)
-    trainer = Trainer(model, make_loss_fn(cfg), loader, cfg.train)
+    trainer = Trainer(model, make_loss_fn(cfg, sample_rate), loader, cfg.train)
     trainer.resume()
     start = time.perf_counter()
     losses = trainer.fit()
