@@ -15,6 +15,9 @@ def atomic_folder(path: str | Path):
     removed first), on any error it is deleted and `path` is left as it was."""
     path = Path(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); the folder should look like any other
     try:
         yield tmp
         if path.exists():

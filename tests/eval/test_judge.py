@@ -119,3 +119,35 @@ def test_lexicon_splits_a_missed_word_boundary():
     assert lex.read_words(["ð", "ə", "k", "æ", "p"]) == ["the", "cat"]  # one exact word + one an edit away
     assert lex.read_words(["ð", "ə", "k", "æ", "p"], repair=False) == [UNK]
     assert lex.read(["ð", "ə", "k", "æ", "t"], repair=False) == "the cat"  # exact splits need no repair
+
+
+def test_lexicon_takes_connected_speech_forms_from_training_clips(tmp_path):
+    from streamchar.train.asr_judge import judge_lexicon
+    from streamchar.train.clips import Clip
+
+    cache = tmp_path / "pronunciations.json.gz"
+    numbers = {str(n): [["n"]] for n in range(1, 100)}
+    cache.write_bytes(gzip.compress(json.dumps({**ENTRIES, **numbers, "no": [["n", "oʊ"]],
+                                                "know": [["n", "oʊ"]]}).encode()))
+
+    def clip(words):  # words: [(text, phonemes)] spoken one after another, 0.1 s per phoneme
+        ws, ps, t = [], [], 0.0
+        for text, phs in words:
+            ws.append({"text": text, "start": t, "end": t + 0.1 * len(phs)})
+            for p in phs:
+                ps.append({"ipa": p, "start": t, "end": t + 0.1})
+                t += 0.1
+        return Clip(key="k", text=" ".join(w for w, _ in words), frames=None, audio=None,
+                    meta={"words": ws, "phonemes": ps})
+
+    said = [("To", ["t", "ɪ"]), ("know,", ["n", "oʊ"]), ("window", ["w", "ɪ", "n", "d", "oʊ"])]
+    clips = [clip(said), clip(said), clip([("to", ["t", "ɪ", "x"])])]
+    plain = WordLexicon(judge_lexicon(cache, False))
+    lex = judge_lexicon(cache, False, clips, min_observed=2)
+    assert lex["to"][0] == ["t", "ɪ"] and ["t", "ɪ", "x"] not in lex["to"]  # seen twice / once
+    assert ["t", "uː"] in lex["to"]  # espeak's own forms stay
+    assert list(lex)[:3] == ["to", "know", "window"]  # most often heard first: know beats no
+    reader = WordLexicon(lex)
+    assert reader.read_words(["n", "oʊ"]) == ["know"] and plain.read_words(["n", "oʊ"]) == ["no"]
+    assert reader.read_words(["t", "ɪ"]) == ["to"]
+    assert judge_lexicon(cache, False, clips, min_observed=0) == judge_lexicon(cache, False)

@@ -10,7 +10,11 @@ are padded into batches (CTC input lengths mask the padding). Nothing generated 
 
 The lexicon is the corpus lexicon (`data/corpus.lexicon().words`, every split) plus the numbers 1-99,
 pronounced by espeak-ng in every SynthTalk accent (~7 minutes, cached in `<out_dir>/pronunciations.json.gz`),
-ordered by word frequency (homophones resolve to the more common word).
+plus the forms words take in the training clips' connected speech (weak forms such as "to" as /t@/, and the
+phonemes a word boundary hands to a neighbour), each seen at least `min_observed` times. Words seen more often
+in training come first, then by everyday frequency: an exact homophone (know / no) resolves to the earlier.
+With citation forms only, the true phonemes of the test clips read back at WER 0.077; with the observed forms,
+0.036.
 
 After training, the judge is saved to `<out_dir>/judge` (with a card: data seed, clips, steps, wall time,
 sha256 of the weights, the report) and measured on `eval_splits` (`report.json`):
@@ -28,7 +32,9 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +64,7 @@ class JudgeTrainConfig(YamlConfig):
     blocks: int = 8
     kernel: int = 9
     dropout: float = 0.1
+    min_observed: int = 2  # a connected-speech form joins the lexicon when seen this often in training (0: none)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="out/asr_judge"))
 
     def validate(self) -> "JudgeTrainConfig":
@@ -67,8 +74,9 @@ class JudgeTrainConfig(YamlConfig):
         for name in ("max_clips", "items_per_clip", "batch_size", "channels", "blocks", "kernel"):
             if getattr(self, name) < 1:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.eval_clips < 0:
-            bad("eval_clips", f"must be >= 0, got {self.eval_clips}")
+        for name in ("eval_clips", "min_observed"):
+            if getattr(self, name) < 0:
+                bad(name, f"must be >= 0, got {getattr(self, name)}")
         if not 0.5 <= self.crop_seconds <= 30:
             bad("crop_seconds", f"must be in [0.5, 30], got {self.crop_seconds}")
         if not 0 <= self.margin <= 1 or not 0 <= self.noise_std <= 0.1 or not 0 <= self.dropout < 1:
@@ -139,8 +147,31 @@ def loss_fn(model, batch, step):
 
 
 # ---- the lexicon ----------------------------------------------------------------------------------------
-def judge_lexicon(cache: Path, progress: bool = True) -> dict[str, list[list[str]]]:
-    """word -> pronunciations for the corpus lexicon plus 1-99, most frequent word first (cached in `cache`)."""
+def observed_forms(clips: list[Clip]) -> tuple[dict[str, Counter], Counter]:
+    """How the clips' words were spoken: ({word: Counter(phonemes)}, Counter(word)) from their metadata."""
+    from streamchar.data.pronounce import word_phonemes
+
+    forms: dict[str, Counter] = {}
+    counts: Counter = Counter()
+    for c in clips:
+        for text, phs in word_phonemes(c.meta["words"], c.meta["phonemes"]):
+            word = spoken_word(text)
+            counts[word] += 1
+            if phs:
+                forms.setdefault(word, Counter())[phs] += 1
+    return forms, counts
+
+
+def spoken_word(text: str) -> str:
+    """A word as the lexicon and WER see it: lower case, letters, digits and inner apostrophes."""
+    return re.sub(r"[^\w']", "", text.lower()).strip("'")
+
+
+def judge_lexicon(cache: Path, progress: bool = True, clips: list[Clip] | None = None,
+                  min_observed: int = 2) -> dict[str, list[list[str]]]:
+    """word -> pronunciations for the corpus lexicon plus 1-99 (espeak's forms cached in `cache`), with the
+    forms seen at least `min_observed` times in `clips`' speech first; words seen more often in `clips` first,
+    then the more frequent in everyday English."""
     from wordfreq import zipf_frequency
 
     from streamchar.data.corpus import lexicon
@@ -170,10 +201,15 @@ def judge_lexicon(cache: Path, progress: bool = True) -> dict[str, list[list[str
         tmp.write_bytes(gzip.compress(json.dumps(data, ensure_ascii=False).encode(), mtime=0))
         os.replace(tmp, cache)
 
+    forms, counts = observed_forms(clips) if clips and min_observed > 0 else ({}, Counter())
+    for word, seen in forms.items():
+        common = [list(p) for p, n in seen.most_common() if n >= min_observed]
+        data[word] = common + [p for p in data.get(word, []) if p not in common]
+
     def freq(w):
         return zipf_frequency(w, "en") if not w.isdigit() else 5.0
 
-    return {w: data[w] for w in sorted(data, key=lambda w: (-freq(w), w))}
+    return {w: data[w] for w in sorted(data, key=lambda w: (-counts[w], -freq(w), w)) if data[w]}
 
 
 # ---- measuring ------------------------------------------------------------------------------------------
@@ -262,7 +298,7 @@ def run_judge_training(cfg: JudgeTrainConfig, progress: bool = True) -> dict:
     held_out = load_clips(cfg.data, cfg.eval_splits, SAMPLE_RATE, 1, cfg.eval_clips, keep="audio") \
         if cfg.eval_clips and cfg.eval_splits else []
     phonemes = sorted({p for c in clips for ph in c.meta["phonemes"] for p in [ph["ipa"]]})
-    lex = judge_lexicon(out / "pronunciations.json.gz", progress)
+    lex = judge_lexicon(out / "pronunciations.json.gz", progress, clips, cfg.min_observed)
     phonemes = sorted(set(phonemes) | {p for prons in lex.values() for pr in prons for p in pr})
     load_seconds = time.perf_counter() - t0
 
