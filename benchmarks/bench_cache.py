@@ -5,7 +5,7 @@
 (b) full:   per step `orchestrator.forward_full` + `dit.forward_full` over the whole sequence (asymmetric mask).
 
 Mid-stream inputs: reference latent (1 frame), sink and motion latents (9 frames each), ~5 s of reference
-audio latents, 15 s of history (history_chunks * audio_latent_frames latents), a prompt + ~60-word transcript
+audio latents, 15 s of history (history_frames latents), a prompt + ~60-word transcript
 as random token ids, a random prompt context (1, text.max_length, text.dim). Random weights, eval, no_grad.
 Both paths start from the same noise (same generator seed), so their velocities must match: the max abs
 difference over all steps is reported.
@@ -30,7 +30,7 @@ from streamchar.config import StreamCharConfig, tiny
 from streamchar.device import inference_dtype, pick_device, sync
 from streamchar.diffusion.samplers import student_sample, student_timesteps
 from streamchar.models.dit import JointDiT
-from streamchar.models.orchestrator import Orchestrator
+from streamchar.models.orchestrator import Orchestrator, OrchestratorInputs
 
 REF_AUDIO_SECONDS = 5.0
 PROMPT_TOKENS = 8
@@ -59,11 +59,14 @@ def make_inputs(cfg: StreamCharConfig, device, dtype, seed: int = 0) -> dict:
     C, Ca, K = cfg.video.latent_channels, cfg.audio.latent_channels, cfg.video_latent_frames
     h, w = cfg.latent_size
     n_ref_audio = round(REF_AUDIO_SECONDS * cfg.audio_latent_rate)
-    n_hist = cfg.history_chunks * cfg.audio_latent_frames
+    n_hist = cfg.history_frames
     text_ids = torch.randint(1, cfg.orchestrator.vocab_size, (1, PROMPT_TOKENS + TRANSCRIPT_TOKENS), generator=g)
+    ref_audio, hist_audio = rand(1, n_ref_audio, Ca), rand(1, n_hist, Ca)
+    orch_inputs = OrchestratorInputs.unpadded(ref_audio, text_ids.to(device), PROMPT_TOKENS, hist_audio, Ca)
     return {
+        "orchestrator": orch_inputs,
         "reference": rand(1, C, 1, h, w), "sink": rand(1, C, K, h, w), "motion": rand(1, C, K, h, w),
-        "ref_audio": rand(1, n_ref_audio, Ca), "hist_audio": rand(1, n_hist, Ca),
+        "ref_audio": ref_audio, "hist_audio": hist_audio,
         "text_ids": text_ids.to(device), "transcript_start": PROMPT_TOKENS,
         "context": rand(1, cfg.text.max_length, cfg.text.dim),
         "shape_v": (1, C, K, h, w), "shape_a": (1, cfg.audio_latent_frames, Ca),
@@ -80,7 +83,7 @@ def run_chunk(dit, orch, inp, timesteps, mode: str, dtype, device):
     conds = dit.condition_frames(inp["reference"], inp["sink"], inp["motion"])
     if mode == "cached":
         t0 = time.perf_counter()
-        prefix = orch.encode_prefix(inp["ref_audio"], inp["text_ids"], inp["transcript_start"], inp["hist_audio"])
+        prefix = orch.encode_prefix(inp["orchestrator"])
         sync(device)
         t1 = time.perf_counter()
         cache = dit.encode_conditions(conds, inp["context"])
@@ -93,8 +96,7 @@ def run_chunk(dit, orch, inp, timesteps, mode: str, dtype, device):
         if mode == "cached":
             c_a, _ = orch.condition(prefix, x_a, t)
         else:
-            c_a, _, _ = orch.forward_full(inp["ref_audio"], inp["text_ids"], inp["transcript_start"],
-                                          inp["hist_audio"], x_a, t)
+            c_a = orch.forward_full(inp["orchestrator"], x_a, t)[0]
         sync(device)
         t1 = time.perf_counter()
         if mode == "cached":
@@ -116,9 +118,8 @@ def run_chunk(dit, orch, inp, timesteps, mode: str, dtype, device):
 
 def bench(name: str, cfg: StreamCharConfig, device, dtype, repeats: int) -> dict:
     torch.manual_seed(0)
-    dit = JointDiT(cfg.dit, cfg.video.latent_channels, cfg.audio.latent_channels, cfg.text.dim,
-                   cfg.audio_rope_scale, cfg.video_latent_frames).to(device, dtype).eval()
-    orch = Orchestrator(cfg.orchestrator, cfg.audio.latent_channels, cfg.dit.dim, cfg.pap.dim).to(device, dtype).eval()
+    dit = JointDiT.from_config(cfg).to(device, dtype).eval()
+    orch = Orchestrator.from_config(cfg).to(device, dtype).eval()
     inp = make_inputs(cfg, device, dtype)
     timesteps = student_timesteps(cfg.stream.student_timesteps, cfg.stream.shift)
 

@@ -128,7 +128,7 @@ def main():
         "peak_rss_growth_mb_chunk3_to_last": growth(hwm_mb),
         "rss_slope_mb_per_chunk_from_chunk3": slope,
         "rss_range_mb_from_chunk3": None if slope is None else [min(tail), max(tail)],
-        "history_chunks": cfg.history_chunks,
+        "history_frames": cfg.history_frames,
         "mp4_bytes": mp4_bytes,
         "video": f"{cfg.video.height}x{cfg.video.width}@{cfg.video.fps}",
         "random_init": True,

@@ -16,6 +16,8 @@ VIDEO_STEPS=${VIDEO_STEPS:-4500}
 AUDIO_STEPS=${AUDIO_STEPS:-6000}
 STAGE1_STEPS=${STAGE1_STEPS:-600}
 STAGE2_STEPS=${STAGE2_STEPS:-2000}
+# the model's size (config settings for `streamchar convert --set`), chosen by scripts/size_sweep.py
+MODEL_SETTINGS=${MODEL_SETTINGS:-}
 SC=${SC:-.venv/bin/streamchar}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1
 mkdir -p "$RUN"
@@ -50,9 +52,11 @@ if [ ! -f "$RUN/tiny-codecs/model_index.json" ]; then
 fi
 
 if [ ! -f "$RUN/init/model_index.json" ]; then
-  step "pipeline with the trained codecs (random DiT and orchestrator)"
+  step "pipeline with the trained codecs (random DiT and orchestrator: ${MODEL_SETTINGS:-the tiny preset})"
+  sets=()
+  for s in $MODEL_SETTINGS; do sets+=(--set "$s"); done
   $SC convert --preset tiny --video-vae "$RUN/tiny-codecs/video_codec" --audio-vae "$RUN/tiny-codecs/audio_codec" \
-    --dtype fp32 --out "$RUN/init"
+    --dtype fp32 --out "$RUN/init" "${sets[@]}"
 fi
 
 if [ ! -f "$RUN/latents/index.json" ]; then
@@ -69,7 +73,7 @@ step "pretraining stage 2 ($STAGE2_STEPS steps)"
 $SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$RUN/stage1/final" --data "$RUN/latents" \
   --out-dir "$RUN/stage2" --steps "$STAGE2_STEPS" > "$RUN/stage2.json"
 
-step "sample (50-step teacher: the model is pretrained, not distilled) of a held-out identity"
+step "sample (the teacher with guidance: the model is pretrained, not distilled) of a held-out identity"
 .venv/bin/python - "$RUN" <<'PY'
 import io, json, sys
 from pathlib import Path
@@ -80,9 +84,12 @@ index = json.loads((run / "synthtalk" / "index.json").read_text())
 key, mp4, meta = next(read_shard(run / "synthtalk" / index["shards"]["test"][0]))
 with av.open(io.BytesIO(mp4)) as f:
     next(f.decode(video=0)).to_image().save(run / "reference.png")
-(run / "reference.json").write_text(json.dumps({"clip": key, "identity": meta["identity"], "text": meta["text"]}))
+from streamchar.data.identity import IDENTITIES, caption
+(run / "reference.json").write_text(json.dumps({"clip": key, "identity": meta["identity"], "text": meta["text"],
+                                                "prompt": caption(IDENTITIES[meta["identity"]])}))
+(run / "prompt.txt").write_text(caption(IDENTITIES[meta["identity"]]))
 PY
-$SC generate --checkpoint "$RUN/stage2/final" --ref-image "$RUN/reference.png" --sampler teacher \
+$SC generate --checkpoint "$RUN/stage2/final" --ref-image "$RUN/reference.png" --prompt "$(cat "$RUN/prompt.txt")" \
   --text "hello there, this is a tiny model trained on synthetic talking characters." \
   --max-seconds 12 --out "$RUN/sample.mp4" --quiet
 step "done: $RUN/stage2/final, $RUN/sample.mp4"

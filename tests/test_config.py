@@ -10,7 +10,7 @@ def test_tiny_chunk_contract():
     assert cfg.video_latent_frames == 9
     assert cfg.audio_latent_frames == 33
     assert cfg.audio_rope_scale == 0.25  # 6 fps video latents vs 24 Hz audio latents
-    assert cfg.history_chunks * cfg.chunk_seconds <= 15.0 < (cfg.history_chunks + 1) * cfg.chunk_seconds
+    assert cfg.history_frames == 360  # exactly 15 s of 24 Hz audio latents (not whole chunks)
 
 
 def test_paper_preset_matches_upstream_dims():
@@ -59,3 +59,14 @@ def test_bad_yaml_files(tmp_path):
         StreamCharConfig.from_yaml(p)
     with pytest.raises(StreamCharError, match="unknown preset"):
         preset("huge")
+
+
+def test_override_settings():
+    cfg = tiny().override(["dit.dim=192", "dit.ffn_dim=576", "stream.guidance_video=3.5", "stream.sampler=student"])
+    assert cfg.dit.dim == 192 and cfg.dit.ffn_dim == 576 and cfg.stream.guidance_video == 3.5
+    assert cfg.stream.sampler == "student" and tiny().dit.dim == 128  # a copy
+    for bad, match in (("dit.dimm=3", "unknown key dit.dimm"), ("dit.dim", "KEY=VALUE"), ("dit.dim=abc", "dit.dim"),
+                       ("stream.sampler=euler", "stream.sampler"), ("nope.x=1", "not a config section"),
+                       ("dit.num_heads=5", "dit.num_heads")):
+        with pytest.raises(StreamCharError, match=match):
+            tiny().override([bad])

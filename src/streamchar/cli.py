@@ -75,9 +75,10 @@ def cmd_generate(args) -> int:
     if args.compile:
         model.dit.compile()  # the per-step noisy pass; recompiles once per distinct condition length
     session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,
-                            seed=args.seed, max_seconds=max_seconds, sampler=args.sampler)
+                            seed=args.seed, max_seconds=max_seconds, sampler=args.sampler, guidance=args.guidance)
     report = stream_to_file(session, out, progress=not args.quiet)
-    report.update(device=str(device), preset=model.cfg.preset, sampler=args.sampler, random_init=args.checkpoint is None)
+    report.update(device=str(device), preset=model.cfg.preset, sampler=session.sampler, guidance=session.guidance,
+                  random_init=args.checkpoint is None)
     if timings is not None:
         write_json(report, timings)
     print(f"streamchar: wrote {out} ({report['chunks']} chunks, {report['seconds']:.3f} s, "
@@ -98,7 +99,7 @@ def cmd_info(args) -> int:
                   "video_latent_frames": cfg.video_latent_frames, "audio_latent_frames": cfg.audio_latent_frames,
                   "video_tokens": cfg.video_latent_frames * (cfg.latent_size[0] // cfg.dit.patch_size[1])
                   * (cfg.latent_size[1] // cfg.dit.patch_size[2]),
-                  "audio_rope_scale": cfg.audio_rope_scale, "history_chunks": cfg.history_chunks},
+                  "audio_rope_scale": cfg.audio_rope_scale, "history_frames": cfg.history_frames},
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -117,22 +118,22 @@ def cmd_convert(args) -> int:
     for name, path in folders.items():
         if path is not None and not Path(path).is_dir():
             raise StreamCharError(f"--{name.replace('_', '-')} folder not found: {path}")
-    if all(v is None for v in folders.values()):
+    if all(v is None for v in folders.values()) and not args.set:
         raise StreamCharError("nothing to convert: give at least one of --wan, --qwen, --text-encoder, "
-                              "--video-vae, --audio-vae")
+                              "--video-vae, --audio-vae (or --set)")
     import torch
 
     from streamchar.convert import codecs_skeleton, convert
 
     if args.codecs_only:
-        if any(folders[k] is not None for k in ("wan", "qwen", "text_encoder")):
+        if any(folders[k] is not None for k in ("wan", "qwen", "text_encoder")) or args.set:
             raise StreamCharError("--codecs-only takes --video-vae and --audio-vae only")
         card = Path(args.card).read_text() if args.card else None
         report = codecs_skeleton(out, folders["video_vae"], folders["audio_vae"], base=args.preset, card=card)
         print(json.dumps(report, indent=2))
         return 0
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
-    report = convert(out, base=args.preset, dtype=dtype, **folders)
+    report = convert(out, base=args.preset, dtype=dtype, settings=args.set, seed=args.seed, **folders)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -380,8 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
     g.add_argument("--max-seconds", default=None, help="stop after this much video (default: the config's)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--sampler", default="student", choices=["student", "teacher"],
-                   help="4-step student (default) or the 50-step Euler teacher")
+    g.add_argument("--sampler", default=None, choices=["student", "teacher"],
+                   help="the 4-step student or the Euler teacher with guidance (default: the checkpoint's: the "
+                        "teacher unless the model is distilled)")
+    g.add_argument("--guidance", type=float, nargs=2, metavar=("VIDEO", "AUDIO"),
+                   help="the teacher's classifier-free guidance scales (default: the checkpoint's)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     g.add_argument("--compile", action="store_true", help="torch.compile the DiT (slow first chunk)")
     g.add_argument("--timings", help="write per-chunk timings to this JSON file")
@@ -402,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--video-vae", help="video codec folder: diffusers AutoencoderKLWan or the tiny video codec")
     c.add_argument("--audio-vae", help="audio codec folder: diffusers AutoencoderOobleck or the tiny audio codec")
     c.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config setting for what no folder defines, e.g. --set dit.dim=192 (repeatable)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the weights no folder gives")
     c.add_argument("--codecs-only", action="store_true",
                    help="write a codecs-only skeleton (config.yaml, video_codec/, audio_codec/) from the two codecs")
     c.add_argument("--card", help="with --codecs-only: a Markdown file saved as the folder's README.md card")
@@ -474,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--emtd", help="an EMTD-layout folder (<name>.mp4 + <name>.txt) gives the items")
     gen.add_argument("--limit", type=int, help="at most this many items (default: the protocol's number)")
     gen.add_argument("--seconds", default=None, help="stream length (default: the protocol's)")
-    gen.add_argument("--sampler", default="student", choices=["student", "teacher"])
+    gen.add_argument("--sampler", default=None, choices=["student", "teacher"],
+                     help="default: the checkpoint's (the teacher unless the model is distilled)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default="auto", help="device for generation")
     e.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -39,6 +39,28 @@ class YamlConfig:
     def from_dict(cls, data: dict):
         return _build(cls, data, "").validate()
 
+    def override(self, settings: list[str]):
+        """A copy with `section.field=value` settings applied (values in YAML: `dit.dim=192`,
+        `stream.student_timesteps=[1000, 500]`), validated; errors name the setting."""
+        data = self.to_dict()
+        for item in settings:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise StreamCharError(f"setting {item!r}: expected KEY=VALUE (e.g. dit.dim=192)")
+            *path, name = key.strip().split(".")
+            node = data
+            for part in path:
+                if not isinstance(node.get(part), dict):
+                    raise StreamCharError(f"setting {item!r}: {'.'.join(path)} is not a config section")
+                node = node[part]
+            if name not in node:
+                raise StreamCharError(f"setting {item!r}: unknown key {key.strip()} (known: {sorted(node)})")
+            try:
+                node[name] = yaml.safe_load(raw)
+            except yaml.YAMLError as e:
+                raise StreamCharError(f"setting {item!r}: the value is not valid YAML: {e}") from None
+        return type(self).from_dict(data)
+
     @classmethod
     def from_yaml(cls, path: str | Path):
         path = Path(path)
@@ -55,6 +77,7 @@ class YamlConfig:
 
 VIDEO_ARCHS = ("tiny", "wan")
 AUDIO_ARCHS = ("tiny", "oobleck")
+SAMPLERS = ("teacher", "student")
 
 
 @dataclass
@@ -132,9 +155,17 @@ class PAPConfig:
 @dataclass
 class StreamConfig:
     frames_per_chunk: int = 33
-    history_seconds: float = 15.0  # the orchestrator's history window (paper §5.1)
+    history_seconds: float = 15.0  # the orchestrator's history window (paper §5.1), in audio latents exactly
     student_timesteps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])
     teacher_steps: int = 50
+    # The sampler a stream uses unless told otherwise: 'teacher' (Euler, `teacher_steps`, guidance) for a
+    # pretrained model; distillation writes 'student' (the few-step DMD sampler) into its pipeline's config.
+    sampler: str = "teacher"
+    # Classifier-free guidance of the teacher sampler, per modality: v = v_u + s (v_c - v_u), where the
+    # unconditional pass drops what training drops together (prompt, reference frame, audio condition c_a).
+    # 1.0 = no guidance (one pass).
+    guidance_video: float = 1.0
+    guidance_audio: float = 1.0
     shift: float = 5.0
     max_seconds: float = 600.0
 
@@ -181,9 +212,9 @@ class StreamCharConfig(YamlConfig):
         return self.video_latent_rate / self.audio_latent_rate
 
     @property
-    def history_chunks(self) -> int:
-        """Whole chunks of generated audio the orchestrator keeps (<= history_seconds)."""
-        return int(self.stream.history_seconds // self.chunk_seconds)
+    def history_frames(self) -> int:
+        """Audio latent frames of generated history the orchestrator keeps: exactly history_seconds (360)."""
+        return round(self.stream.history_seconds * self.audio_latent_rate)
 
     @property
     def latent_size(self) -> tuple[int, int]:
@@ -235,8 +266,8 @@ class StreamCharConfig(YamlConfig):
             bad("stream.student_timesteps", f"need 1..1000 values, got {s.student_timesteps}")
         if list(s.student_timesteps) != sorted(s.student_timesteps, reverse=True):
             bad("stream.student_timesteps", f"must be decreasing, got {s.student_timesteps}")
-        if self.history_chunks < 1:
-            bad("stream.history_seconds", f"{s.history_seconds} s holds no whole chunk of {self.chunk_seconds} s")
+        if s.sampler not in SAMPLERS:
+            bad("stream.sampler", f"unknown value {s.sampler!r}; choose from {list(SAMPLERS)}")
         return self
 
 

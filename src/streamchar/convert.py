@@ -86,20 +86,27 @@ def config_from_folders(base: str = "paper", *, wan=None, qwen=None, text_encode
     return cfg.validate()
 
 
-def convert(out: str | Path, base: str = "paper", dtype: torch.dtype = torch.bfloat16, **folders) -> dict:
-    """Build the system from the folders (see `config_from_folders`) and save it as a pipeline folder."""
+def convert(out: str | Path, base: str = "paper", dtype: torch.dtype = torch.bfloat16,
+            settings: list[str] | None = None, seed: int = 0, **folders) -> dict:
+    """Build the system from the folders (see `config_from_folders`), with `section.field=value` settings
+    for what no folder defines (e.g. a tiny DiT's size), and save it as a pipeline folder; fresh weights
+    come from `seed`."""
     from streamchar.pipeline import StreamChar
 
     cfg = config_from_folders(base, **folders)
+    if settings:
+        cfg = cfg.override(settings)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # the fresh parts are created in `dtype`: half the memory in bf16
     try:
-        model = StreamChar.from_config(cfg)
+        model = StreamChar.from_config(cfg, seed=seed)
     finally:
         torch.set_default_dtype(previous)
     model.to(dtype).save_pretrained(out)
     return {"out": str(out), "preset": base, "dtype": str(dtype).removeprefix("torch."),
-            "from": {k: str(v) for k, v in folders.items() if v is not None}}
+            "from": {k: str(v) for k, v in folders.items() if v is not None}, "settings": list(settings or []),
+            "parameters": {"dit": sum(p.numel() for p in model.dit.parameters()),
+                           "orchestrator": sum(p.numel() for p in model.orchestrator.parameters())}}
 
 
 def codecs_skeleton(out: str | Path, video_vae, audio_vae, base: str = "tiny", card: str | None = None) -> dict:

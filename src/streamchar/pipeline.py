@@ -82,9 +82,7 @@ class StreamChar(nn.Module):
             T5PromptEncoder.tiny(tokenizer, dim=t.dim, max_length=t.max_length)
         _check_codecs(cfg, video, audio, text)
         with init_empty_weights(include_buffers=False) if empty else contextlib.nullcontext():
-            dit = JointDiT(cfg.dit, v.latent_channels, a.latent_channels, t.dim, cfg.audio_rope_scale,
-                           cfg.video_latent_frames)
-            orchestrator = Orchestrator(cfg.orchestrator, a.latent_channels, cfg.dit.dim, cfg.pap.dim)
+            dit, orchestrator = JointDiT.from_config(cfg), Orchestrator.from_config(cfg)
         if cfg.dit.path and not empty:  # Wan2.2 weights; the audio experts start as copies of the FFNs
             report = load_wan_into_dit(dit, cfg.dit.path)
             if report.missing:
@@ -199,9 +197,7 @@ def parameter_counts(cfg: StreamCharConfig) -> dict[str, int]:
     from streamchar.models.orchestrator import Orchestrator
 
     with torch.device("meta"):
-        dit = JointDiT(cfg.dit, cfg.video.latent_channels, cfg.audio.latent_channels, cfg.text.dim,
-                       cfg.audio_rope_scale, cfg.video_latent_frames)
-        orch = Orchestrator(cfg.orchestrator, cfg.audio.latent_channels, cfg.dit.dim, cfg.pap.dim)
+        dit, orch = JointDiT.from_config(cfg), Orchestrator.from_config(cfg)
     count = lambda ps: sum(p.numel() for p in ps)
     audio_experts = count(p for b in dit.blocks for p in b.audio_ffn.parameters())
     audio_path = count(p for m in (dit.audio_embedding, dit.audio_encoder, dit.audio_decoder, dit.audio_head)

@@ -40,12 +40,14 @@ def test_shards_hold_clips_and_metadata(shards):
              for x in synthtalk.read_shard(root / "a" / name)]
     assert len(items) == 4
     for key, mp4, meta in items:
-        assert meta["key"] == key and 5.0 <= meta["duration"] <= 20.0
+        assert meta["key"] == key and 5.0 <= meta["duration"] <= 20.0 + 2 * 33 / 24  # + rounding + idle chunk
+        assert meta["frames"] % synthtalk.CHUNK_FRAMES == 0  # whole streaming chunks
         frames, audio = decode(mp4)
         assert frames.shape == (meta["frames"], 64, 64, 3)
         assert abs(audio.shape[1] / meta["sample_rate"] - meta["duration"]) < 1 / 24 + 0.05  # AAC tail padding
         words = meta["words"]
-        assert words and words[0]["start"] >= synthtalk.LEAD_S - 1e-6 and words[-1]["end"] <= meta["duration"]
+        assert words and words[0]["start"] >= synthtalk.LEAD_S - 1e-6
+        assert words[-1]["end"] <= meta["duration"] - synthtalk.LEAD_S + 1e-6  # an idle tail after the speech
         assert [w["text"].lower().strip(".,?!") for w in words] == \
             [w.lower().strip(".,?!") for w in meta["text"].split()]
         ids = TRAIN_IDENTITIES if meta["split"] == "train" else HELDOUT_IDENTITIES

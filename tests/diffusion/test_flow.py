@@ -5,7 +5,7 @@ from streamchar.config import tiny
 from streamchar.diffusion.flow import flow_loss, noisy, predict_x0, sample_t, shift_sigma
 from streamchar.diffusion.samplers import euler_sample, euler_timesteps, student_sample, student_timesteps
 from streamchar.models.dit import JointDiT
-from streamchar.models.orchestrator import Orchestrator
+from streamchar.models.orchestrator import Orchestrator, OrchestratorInputs
 
 
 def test_path_endpoints_and_x0_inversion():
@@ -77,7 +77,7 @@ def test_flow_loss_falls_10x_when_overfitting_one_batch():
     losses = []
     for _ in range(60):
         x_v, x_a = noisy(z_v, e_v, t), noisy(z_a, e_a, t)
-        prefix = orch.encode_prefix(None, ids, 4, None)
+        prefix = orch.encode_prefix(OrchestratorInputs.unpadded(None, ids, 4, None, 8))
         c_a, _ = orch.condition(prefix, x_a, t)
         cache = dit.encode_conditions(dit.condition_frames(ref, None, motion), ctx)
         v_v, v_a = dit(x_v, x_a, c_a, t, cache)

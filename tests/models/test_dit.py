@@ -11,7 +11,7 @@ C_V, C_A = CFG.video.latent_channels, CFG.audio.latent_channels
 
 def build():
     torch.manual_seed(0)
-    return JointDiT(CFG.dit, C_V, C_A, CFG.text.dim, CFG.audio_rope_scale, CFG.video_latent_frames).eval()
+    return JointDiT.from_config(CFG).eval()
 
 
 def inputs(b=1, seed=1):
@@ -186,3 +186,24 @@ def test_audio_path_alone():
     assert v is None and v_full is None and a.shape == x["x_a"].shape
     assert (a - a_full).abs().max() < 1e-5
     assert (a - a_with_video).abs().max() > 1e-4  # video tokens do shape the audio when present
+
+
+def test_rows_without_sink_and_motion_batch_with_rows_that_have_them():
+    """A batch mixing chunk 0 (reference alone) and later chunks (reference + sink + motion): the absent
+    groups are masked out, and every row computes what it computes alone (cached and full paths)."""
+    dit, x = build(), inputs(b=3)
+    present = torch.tensor([True, False, True])
+    sink = x["sink"] * present[:, None, None, None, None]  # zeros where absent (as collate makes them)
+    motion = x["motion"] * present[:, None, None, None, None]
+    conds = dit.condition_frames(x["reference"], sink, motion, present)
+    with torch.no_grad():
+        cache = dit.encode_conditions(conds, x["context"])
+        v, a = dit(x["x_v"], x["x_a"], x["c_a"], x["t"], cache)
+        vf, af = dit.forward_full(x["x_v"], x["x_a"], x["c_a"], x["t"], conds, x["context"])
+        for i in range(3):
+            s = slice(i, i + 1)
+            alone = dit.condition_frames(x["reference"][s], x["sink"][s] if present[i] else None,
+                                         x["motion"][s] if present[i] else None)
+            v1, a1 = dit(x["x_v"][s], x["x_a"][s], x["c_a"][s], x["t"][s], dit.encode_conditions(alone, x["context"][s]))
+            assert (v[i] - v1[0]).abs().max() < 1e-5 and (a[i] - a1[0]).abs().max() < 1e-5
+            assert (vf[i] - v1[0]).abs().max() < 1e-5 and (af[i] - a1[0]).abs().max() < 1e-5

@@ -1,7 +1,8 @@
 import torch
 
 from streamchar.config import tiny
-from streamchar.models.orchestrator import Orchestrator
+from streamchar.models.orchestrator import Orchestrator, OrchestratorInputs
+from streamchar.streaming.record import collate
 
 CFG = tiny()
 C_A = CFG.audio.latent_channels
@@ -9,22 +10,28 @@ C_A = CFG.audio.latent_channels
 
 def build():
     torch.manual_seed(0)
-    return Orchestrator(CFG.orchestrator, C_A, CFG.dit.dim, CFG.pap.dim).eval()
+    return Orchestrator.from_config(CFG).eval()
 
 
-def inputs(b=1, hist=66, ref=24, text=30):
-    g = torch.Generator().manual_seed(3)
-    return dict(ref_audio=torch.randn(b, ref, C_A, generator=g) if ref else None,
-                text_ids=torch.randint(0, 1000, (b, text), generator=g), transcript_start=6,
-                hist_audio=torch.randn(b, hist, C_A, generator=g) if hist else None)
+def inputs(b=1, hist=66, ref=24, text=30, start=6, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return OrchestratorInputs.unpadded(torch.randn(b, ref, C_A, generator=g) if ref else None,
+                                       torch.randint(0, 1000, (b, text), generator=g), start,
+                                       torch.randn(b, hist, C_A, generator=g) if hist else None, C_A)
+
+
+def replace(x: OrchestratorInputs, **kw) -> OrchestratorInputs:
+    import dataclasses
+
+    return dataclasses.replace(x, **kw)
 
 
 def test_shapes_and_transcript_span():
     o, x = build(), inputs(b=2)
     with torch.no_grad():
-        prefix = o.encode_prefix(**x)
+        prefix = o.encode_prefix(x)
         c_a, hidden = o.condition(prefix, torch.randn(2, 33, C_A), torch.rand(2))
-    assert prefix.length == 24 + 30 + 66
+    assert prefix.lengths.tolist() == [24 + 30 + 66] * 2 and prefix.mask is None  # nothing padded, no mask
     assert prefix.transcript.shape == (2, 30 - 6, CFG.orchestrator.hidden_size)
     assert c_a.shape == (2, 33, CFG.dit.dim) and hidden.shape == (2, 33, CFG.orchestrator.hidden_size)
 
@@ -33,11 +40,11 @@ def test_cached_prefix_equals_recomputation():
     o = build()
     for kw in (inputs(), inputs(hist=0, ref=0)):  # first chunk: no history, no reference voice
         with torch.no_grad():
-            prefix = o.encode_prefix(**kw)
+            prefix = o.encode_prefix(kw)
             for t in (0.95, 0.5, 0.1):  # one prefix cache serves every denoise step
                 x_a = torch.randn(1, 33, C_A)
                 c1, h1 = o.condition(prefix, x_a, torch.tensor([t]))
-                c2, h2, tr = o.forward_full(**kw, x_a=x_a, t=torch.tensor([t]))
+                c2, h2, tr, _ = o.forward_full(kw, x_a, torch.tensor([t]))
                 assert (c1 - c2).abs().max() < 1e-5 and (h1 - h2).abs().max() < 1e-5
             assert (prefix.transcript - tr).abs().max() < 1e-5
 
@@ -45,7 +52,7 @@ def test_cached_prefix_equals_recomputation():
 def test_prefix_cache_is_not_mutated_by_steps():
     o, x = build(), inputs()
     with torch.no_grad():
-        prefix = o.encode_prefix(**x)
+        prefix = o.encode_prefix(x)
         before = [k.clone() for k, _ in prefix.kv]
         x_a = torch.randn(1, 33, C_A)
         first, _ = o.condition(prefix, x_a, torch.tensor([0.5]))
@@ -59,20 +66,71 @@ def test_condition_depends_on_noisy_audio_timestep_and_text():
     o, x = build(), inputs()
     x_a = torch.randn(1, 33, C_A)
     with torch.no_grad():
-        prefix = o.encode_prefix(**x)
+        prefix = o.encode_prefix(x)
         base, _ = o.condition(prefix, x_a, torch.tensor([0.5]))
         other_t, _ = o.condition(prefix, x_a, torch.tensor([0.1]))
         other_x, _ = o.condition(prefix, x_a + 1, torch.tensor([0.5]))
-        other_text, _ = o.condition(o.encode_prefix(**dict(x, text_ids=x["text_ids"].flip(1))), x_a, torch.tensor([0.5]))
+        other_text, _ = o.condition(o.encode_prefix(replace(x, text_ids=x.text_ids.flip(1))), x_a, torch.tensor([0.5]))
     for other in (other_t, other_x, other_text):
         assert (other - base).abs().max() > 1e-4
 
 
 def test_gradients_reach_every_new_part():
     o, x = build(), inputs()
-    prefix = o.encode_prefix(**x)
+    prefix = o.encode_prefix(x)
     c_a, hidden = o.condition(prefix, torch.randn(1, 33, C_A), torch.tensor([0.3]))
     (c_a.pow(2).mean() + o.pointer(prefix, hidden).raw.sum()).backward()
     for name in ("ref_proj", "hist_proj", "cond_proj", "time_embedding", "ca_proj", "pap"):
         assert any(p.grad is not None and p.grad.abs().max() > 0 for p in getattr(o, name).parameters()), name
     assert o.lm.embed_tokens.weight.grad.abs().max() > 0
+
+
+def record(x: OrchestratorInputs):
+    """A one-row ChunkRecord around orchestrator inputs (collate pads records)."""
+    from streamchar.streaming.record import ChunkRecord
+
+    z = torch.zeros(1)
+    return ChunkRecord(x, torch.zeros(1, 2, 4), None, None, None, z.bool(), z + 1, z.long())
+
+
+def test_ragged_batch_equals_rows_alone():
+    """Rows of different reference-voice, transcript, prompt and history lengths, left-padded into one batch,
+    give each row's c_a, hidden states, transcript states and pointer as the row alone (cached and full)."""
+    o = build()
+    rows = [inputs(ref=24, text=30, hist=66, start=6, seed=1), inputs(ref=0, text=12, hist=0, start=1, seed=2),
+            inputs(ref=40, text=20, hist=33, start=9, seed=4)]
+    batch = collate([record(r) for r in rows]).orchestrator
+    x_a, t = torch.randn(3, 33, C_A), torch.tensor([0.9, 0.4, 0.1])
+    with torch.no_grad():
+        prefix = o.encode_prefix(batch)
+        assert prefix.mask is not None and prefix.transcript_mask is not None
+        c_b, h_b = o.condition(prefix, x_a, t)
+        p_b = o.pointer(prefix, h_b).endpoint
+        c_f, h_f, tr_f, tm_f = o.forward_full(batch, x_a, t)
+        for i, row in enumerate(rows):
+            alone = o.encode_prefix(row)
+            c, h = o.condition(alone, x_a[i:i + 1], t[i:i + 1])
+            n = row.text_len[0] - row.transcript_start[0]
+            assert (c_b[i] - c[0]).abs().max() < 1e-5 and (h_b[i] - h[0]).abs().max() < 1e-5
+            assert (c_f[i] - c[0]).abs().max() < 1e-5
+            assert (prefix.transcript[i, :n] - alone.transcript[0]).abs().max() < 1e-5
+            assert (tr_f[i, :n] - alone.transcript[0]).abs().max() < 1e-5 and bool(tm_f[i, :n].all())
+            assert (p_b[i] - o.pointer(alone, h).endpoint[0]).abs() < 1e-4
+
+
+def test_tails_on_one_prefix_equal_separate_passes():
+    """forward_tails runs the prefix once for several E_cond tails (the pointer's clean pass in training):
+    each tail equals its own full pass, with and without padding."""
+    o = build()
+    rows = [inputs(ref=24, text=30, hist=66, seed=1), inputs(ref=0, text=12, hist=0, start=1, seed=2)]
+    batch = collate([record(r) for r in rows]).orchestrator
+    x1, x2 = torch.randn(2, 33, C_A), torch.randn(2, 33, C_A)
+    t1, t2 = torch.tensor([0.7, 0.2]), torch.zeros(2)
+    for inp in (batch, rows[0]):
+        b = inp.batch_size
+        with torch.no_grad():
+            cs, hs, tr, tm = o.forward_tails(inp, [(x1[:b], t1[:b]), (x2[:b], t2[:b])])
+            for (x, t), c, h in zip(((x1[:b], t1[:b]), (x2[:b], t2[:b])), cs, hs):
+                c_ref, h_ref, tr_ref, _ = o.forward_full(inp, x, t)
+                assert (c - c_ref).abs().max() < 1e-5 and (h - h_ref).abs().max() < 1e-5
+            assert (tr - tr_ref).abs().max() < 1e-5

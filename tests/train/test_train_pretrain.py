@@ -35,9 +35,10 @@ def latents(tmp_path_factory):
     return write_random_latents(tmp_path_factory.mktemp("lat") / "latents", tiny(), CHUNKS)
 
 
-def make_cfg(latents, out_dir, stage=2, **train):
+def make_cfg(latents, out_dir, stage=2, batch_size=1, **train):
     train = {"steps": 6, "lr": 1e-3, "log_every": 1, "precision": "fp32", "out_dir": str(out_dir), **train}
-    return PretrainConfig.from_dict({"stage": stage, "data": str(latents), "train": train})
+    return PretrainConfig.from_dict({"stage": stage, "data": str(latents), "batch_size": batch_size,
+                                     "train": train})
 
 
 def setup(cfg):
@@ -46,72 +47,102 @@ def setup(cfg):
 
 
 def dataset(latents, **kw):
-    args = {"prompt_ids": [1, 2, 0], "null_prompt_ids": [0], "history_chunks": 2, **kw}
+    ctx = torch.randn(4, tiny().text.dim, generator=torch.Generator().manual_seed(0))
+    args = {"prompt": lambda clip: ([1, 2, 0], ctx), "null_prompt_ids": [0], "history_frames": 50, **kw}
     return LatentChunks(latents, "train", **args)
 
 
 # ---- samples -------------------------------------------------------------------------------------------
 
 def test_samples_carry_the_inference_conditions(latents):
-    ds = dataset(latents, cfg_dropout=0.0)
+    """Each sample is chunk k of a clip with what a stream of the clip has before chunk k: the last 50
+    latents of audio as history (a window that ends inside a chunk), the transcript that left the window
+    dropped, motion = chunk k-1, sink = chunk 0; a reference voice from another clip of the same voice."""
+    ds = dataset(latents, uncond_prob=0.0, cond_dropout=0.0, ref_audio_prob=0.5, ref_audio_seconds=(0.5, 3.0))
     assert len(ds) == 8
-    seen_h = set()
+    voices = 0
     for i in range(len(ds)):
         for epoch in range(4):
             s = ds.sample(i, np.random.default_rng([0, epoch, i]))
+            r, o = s["record"], s["record"].orchestrator
             c, k = ds.items[i]
             clip = ds.clips[c]
-            v = clip["video_latents"]
+            v, ends = clip["video_latents"], clip["pap_end"]
             assert s["chunk"] == k and torch.equal(s["video"], v[k]) and s["audio"].shape == (33, CA)
-            assert torch.equal(s["reference"], clip["reference_latent"])
+            assert torch.equal(r.reference[0], clip["reference_latent"])
             if k == 0:
-                assert s["motion"] is None and s["sink"] is None
+                assert r.motion is None and r.sink is None and not r.has_motion[0]
             else:
-                assert torch.equal(s["motion"], v[k - 1]) and torch.equal(s["sink"], v[0])
-            h = s["history_chunks"]
-            seen_h.add(h)
-            assert 0 <= h <= min(k, 2)
-            if h:
-                assert torch.equal(s["history"], clip["audio_latents"][(k - h) * 33:k * 33])
-            else:
-                assert s["history"] is None
-            ends = clip["pap_end"]
-            offset = ends[k - h - 1] if k - h - 1 >= 0 else 0
-            assert s["text_offset"] == min(offset, len(clip["token_ids"]) - 1)
-            assert s["pap_target"].item() == ends[k] - s["text_offset"] >= 0
-            assert s["text_ids"].tolist() == [1, 2, 0] + clip["token_ids"][s["text_offset"]:].tolist()
-            assert s["transcript_start"] == 3 and len(s["text_ids"]) > 3
-            if s["ref_audio"] is not None:
-                assert s["ref_audio"].shape == (33, CA)
-    assert seen_h == {0, 1, 2}
+                assert torch.equal(r.motion[0], v[k - 1]) and torch.equal(r.sink[0], v[0])
+            start = max(0, 33 * k - 50)
+            assert torch.equal(o.history[0], clip["audio_latents"][start:33 * k]) and o.hist_len[0] == 33 * k - start
+            gone = [j for j in range(k) if 33 * (j + 1) <= start]
+            offset = min(max([ends[j] for j in gone], default=0), len(clip["token_ids"]) - 1)
+            assert r.text_offset[0] == offset
+            assert s["pap_target"].item() == ends[k] - offset >= 0
+            assert o.text_ids[0].tolist() == [1, 2, 0] + clip["token_ids"][offset:].tolist()
+            assert o.transcript_start[0] == 3 and o.text_len[0] == o.text_ids.shape[1]
+            if o.ref_len[0]:
+                voices += 1
+                assert 12 <= o.ref_len[0] <= 72  # 0.5 .. 3 s at 24 Hz
+    assert voices > 0
 
 
 def test_samples_are_deterministic_by_index_and_epoch(latents):
-    ds = dataset(latents, cfg_dropout=0.5)
-    same = lambda a, b: all((a[k] is None and b[k] is None) or
-                            (torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k]) for k in a)
+    ds = dataset(latents, uncond_prob=0.3, cond_dropout=0.3)
+
+    def same(a, b):
+        ra, rb = a["record"], b["record"]
+        return (torch.equal(ra.orchestrator.text_ids, rb.orchestrator.text_ids) and
+                torch.equal(ra.orchestrator.ref_audio, rb.orchestrator.ref_audio) and
+                torch.equal(ra.context, rb.context) and torch.equal(ra.keep_audio_condition, rb.keep_audio_condition)
+                and a["noise_seed"] == b["noise_seed"])
+
     assert all(same(ds[i], ds[i]) for i in range(len(ds)))
-    batches = [list(LatentLoader(ds, seed=3)) + list(LatentLoader(ds, seed=3)) for _ in range(2)]
-    assert all(same(a, b) for a, b in zip(*batches))
+    order = lambda batches: sorted((b for b in batches), key=lambda b: (b["key"], b["chunk"]))
+    runs = [list(LatentLoader(ds, seed=3)) + list(LatentLoader(ds, seed=3)) for _ in range(2)]
+    assert all(same(a, b) for a, b in zip(*runs))
     loader = LatentLoader(ds, seed=3)
     epoch0, epoch1 = list(loader), list(loader)  # the same items, new draws
-    assert not all(same(a, b) for a, b in zip(sorted(epoch0, key=lambda b: (b["key"], b["chunk"])),
-                                             sorted(epoch1, key=lambda b: (b["key"], b["chunk"]))))
-    # drops: the prompt leaves E_txt, the reference frame is zeroed
-    dropped = [s for s in epoch0 + epoch1 if s["drop_prompt"]]
-    assert dropped and all(s["transcript_start"] == 1 for s in dropped)
-    assert all(not s["reference"].any() for s in epoch0 + epoch1 if s["drop_reference"])
-    batch = collate([ds[0]])
-    assert batch["audio"].shape == (1, 33, CA) and batch["pap_target"].shape == (1,)
-    with pytest.raises(StreamCharError, match="one sample"):
-        collate([ds[0], ds[1]])
+    assert not all(same(a, b) for a, b in zip(order(epoch0), order(epoch1)))
+    # drops: the prompt leaves E_txt and the context, the reference frame is zeroed, c_a is switched off
+    rows = [b["record"] for b in epoch0 + epoch1]
+    dropped = [r for r in rows if r.orchestrator.transcript_start[0] == 1]
+    assert dropped and all(not r.context.any() for r in dropped)
+    assert any(not r.reference.any() for r in rows) and any(r.keep_audio_condition[0] == 0 for r in rows)
+    batch = collate([ds[0], ds[1], ds[5]])
+    assert batch["audio"].shape == (3, 33, CA) and batch["pap_target"].shape == (3,)
+    assert batch["record"].batch_size == 3 and batch["video"].shape[0] == 3
 
 
 def test_audio_only_samples_have_no_video(latents):
     ds = dataset(latents, audio_only=True)
     s = ds[3]
-    assert all(s[k] is None for k in ("video", "reference", "motion", "sink"))
+    assert s["video"] is None and s["record"].reference is None and s["record"].motion is None
     assert s["audio"].shape == (33, CA)
+
+
+def test_a_batch_gives_the_losses_of_its_samples_one_by_one(latents, tmp_path):
+    """B ragged samples (chunk 0 and later chunks, reference voices of different lengths, dropped
+    conditions) in one micro-batch: the same losses and gradients as the B samples one at a time."""
+    cfg = make_cfg(latents, tmp_path)
+    cfg.ref_audio_prob, cfg.uncond_prob, cfg.cond_dropout, cfg.ref_audio_seconds = 1.0, 0.3, 0.3, (0.5, 4.0)
+    _, model, ds = setup(cfg)
+    samples = [ds.sample(i, np.random.default_rng([7, i])) for i in range(len(ds))]
+    assert len({s["record"].orchestrator.text_len[0].item() for s in samples}) > 1
+    assert {bool(s["record"].has_motion[0]) for s in samples} == {False, True}
+    out = model(collate(samples))
+    out["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    alone = [model(collate([s])) for s in samples]
+    (sum(o["loss"] for o in alone) / len(alone)).backward()
+    for key in ("loss", "loss_video", "loss_audio", "loss_pap"):
+        mean = sum(o[key].item() for o in alone) / len(alone)
+        assert out[key].item() == pytest.approx(mean, rel=1e-5, abs=1e-6), key
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(grads[n], p.grad, rtol=1e-4, atol=1e-6), n
 
 
 # ---- training ------------------------------------------------------------------------------------------
@@ -202,7 +233,8 @@ def test_config_errors_name_the_field(latents, tmp_path):
     with pytest.raises(StreamCharError, match="config field stage"):
         PretrainConfig.from_dict({"data": "x", "stage": 3})
     with pytest.raises(StreamCharError, match="no 'test' split"):
-        LatentChunks(latents, "test", prompt_ids=[0], null_prompt_ids=[0], history_chunks=1)
+        dataset(latents).__class__(latents, "test", prompt=lambda c: ([0], torch.zeros(1, 4)), null_prompt_ids=[0],
+                                   history_frames=1)
     cfg = make_cfg(latents, tmp_path)
     path = tmp_path / "c.yaml"
     cfg.to_yaml(path)
@@ -239,13 +271,13 @@ def test_two_process_pretraining_matches_one(latents, tmp_path, strategy):
     import subprocess
     import sys
 
-    def cfg(strategy, grad_accum):
-        c = make_cfg(latents, tmp_path / strategy, steps=4, grad_accum=grad_accum, warmup_steps=1,
+    def cfg(strategy, batch_size):
+        c = make_cfg(latents, tmp_path / strategy, batch_size=batch_size, steps=4, warmup_steps=1,
                      strategy=strategy, activation_checkpointing=True, val_every=0)
         c.to_yaml(tmp_path / f"{strategy}.yaml")
         return c
 
-    run_pretrain(cfg("single", 2))  # 8 chunks: 2 per optimizer step, as 2 ranks x 1
+    run_pretrain(cfg("single", 2))  # 8 chunks: one batch of 2 per optimizer step, as 2 ranks x 1
     cfg(strategy, 1)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -287,8 +319,9 @@ def test_sample_inputs_come_from_a_val_clip(latents, tmp_path):
 
     cfg = make_cfg(latents, tmp_path)
     pipe = StreamChar.from_config(tiny(), seed=0)
-    image, text = sample_inputs(pipe, build_datasets(cfg, pipe, "val", train=False))
+    image, text, prompt = sample_inputs(cfg, pipe, build_datasets(cfg, pipe, "val", train=False))
     assert text == "hello there" and image.shape == (64, 64, 3) and image.dtype == np.uint8
     assert image.std() > 0  # the decoded reference latent, not the gray fallback
-    gray, sentence = sample_inputs(pipe, None)
-    assert (gray == 128).all() and sentence
+    assert prompt.startswith("a cartoon person")  # the clip's character's caption (identity 0)
+    gray, sentence, fixed = sample_inputs(cfg, pipe, None)
+    assert (gray == 128).all() and sentence and fixed == cfg.prompt

@@ -24,15 +24,14 @@ def flops_check(cfg: StreamCharConfig, **tokens) -> dict:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from streamchar.models.dit import JointDiT
-    from streamchar.models.orchestrator import Orchestrator
+    from streamchar.models.orchestrator import Orchestrator, OrchestratorInputs
 
     tok = chunk_tokens(cfg, **tokens)
     h, w = cfg.latent_size
     C, K, ca = cfg.video.latent_channels, cfg.video_latent_frames, cfg.audio.latent_channels
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        dit = JointDiT(cfg.dit, C, ca, cfg.text.dim, cfg.audio_rope_scale, K).eval()
-        orch = Orchestrator(cfg.orchestrator, ca, cfg.dit.dim, cfg.pap.dim).eval()
+        dit, orch = JointDiT.from_config(cfg).eval(), Orchestrator.from_config(cfg).eval()
         context = torch.randn(1, cfg.text.max_length, cfg.text.dim)
         conds = dit.condition_frames(torch.randn(1, C, 1, h, w), torch.randn(1, C, K, h, w), torch.randn(1, C, K, h, w))
         x_v, x_a = torch.randn(1, C, K, h, w), torch.randn(1, tok["audio"], ca)
@@ -48,7 +47,8 @@ def flops_check(cfg: StreamCharConfig, **tokens) -> dict:
     counted = {}
     counted["dit_conditions"], cache = count(lambda: dit.encode_conditions(conds, context))
     counted["dit_step"], _ = count(lambda: dit(x_v, x_a, c_a, t, cache))
-    counted["orchestrator_prefix"], prefix = count(lambda: orch.encode_prefix(ref, ids, tok["text"] - tok["transcript"], hist))
+    inp = OrchestratorInputs.unpadded(ref, ids, tok["text"] - tok["transcript"], hist, ca)
+    counted["orchestrator_prefix"], prefix = count(lambda: orch.encode_prefix(inp))
     counted["orchestrator_step"], _ = count(lambda: orch.condition(prefix, x_a, t))
     predicted = {
         "dit_conditions": dit_condition_pass(cfg, tok["conditions"], tok["prompt_context"])["flops"],

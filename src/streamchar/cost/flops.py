@@ -70,7 +70,7 @@ def chunk_tokens(cfg: StreamCharConfig, prompt_tokens: int = 32, transcript_toke
     """Sequence lengths of one chunk's passes.
 
     with_conditions=True is the steady state (reference + sink + motion condition frames); False is the first
-    chunk (reference frame only). history_seconds=None means the full window (history_chunks whole chunks).
+    chunk (reference frame only). history_seconds=None means the full window (history_frames audio latents, 15 s).
     """
     if prompt_tokens < 0 or transcript_tokens < 1 or ref_audio_seconds < 0:
         raise StreamCharError(f"need prompt_tokens >= 0, transcript_tokens >= 1, ref_audio_seconds >= 0; got "
@@ -83,9 +83,9 @@ def chunk_tokens(cfg: StreamCharConfig, prompt_tokens: int = 32, transcript_toke
     K = cfg.video_latent_frames  # 9 latent frames per chunk (and per sink / motion group)
     cond_frames = 1 + 2 * K if with_conditions else 1  # reference (1) [+ sink (K) + motion (K)]
     if history_seconds is None:
-        hist = cfg.history_chunks * cfg.audio_latent_frames  # the full window: whole chunks of audio latents
-    else:  # whole chunks that fit in history_seconds, capped at the window
-        hist = min(int(history_seconds // cfg.chunk_seconds), cfg.history_chunks) * cfg.audio_latent_frames
+        hist = cfg.history_frames  # the full window: 15 s of audio latents
+    else:  # the latents of history_seconds, capped at the window
+        hist = min(round(history_seconds * cfg.audio_latent_rate), cfg.history_frames)
     ref = round(ref_audio_seconds * cfg.audio_latent_rate)  # reference-voice latents
     text = prompt_tokens + transcript_tokens
     return {"video": K * per_frame, "audio": cfg.audio_latent_frames, "conditions": cond_frames * per_frame,

@@ -114,3 +114,47 @@ def codec_identities(n: int, seed: int = 1) -> list[Identity]:
         raise StreamCharError("codec_identities: the seed of the SynthTalk characters themselves")
     out = [dataclasses.replace(i, name=f"codec-{k:04d}") for k, i in enumerate(make_identities(n, seed))]
     return [i for i in out if look(i) not in taken]
+
+
+# Colour names for captions: the nearest of these (in RGB) names a palette colour.
+_COLOR_NAMES = {
+    "black": (24, 22, 22), "dark brown": (70, 46, 30), "brown": (120, 78, 44), "tan": (200, 150, 100),
+    "blond": (226, 196, 120), "auburn": (164, 64, 32), "grey": (140, 140, 148), "silver": (196, 196, 202),
+    "white": (240, 240, 240), "navy": (44, 62, 140), "blue": (52, 104, 200), "light blue": (150, 190, 225),
+    "teal": (32, 152, 160), "green": (50, 140, 80), "sage": (150, 190, 150), "olive": (110, 120, 60),
+    "yellow": (240, 210, 60), "cream": (240, 228, 200), "orange": (232, 124, 44), "peach": (242, 204, 164),
+    "red": (205, 45, 45), "pink": (222, 110, 150), "purple": (122, 62, 164), "lilac": (204, 174, 204),
+    "plum": (124, 80, 112), "slate": (70, 80, 100), "charcoal": (52, 52, 60),
+}
+_SKIN_NAMES = ("very light", "light", "light", "medium", "tan", "brown", "dark brown", "light")
+
+
+def color_name(rgb: RGB) -> str:
+    """The nearest named colour (see _COLOR_NAMES)."""
+    c = np.asarray(rgb, dtype=np.float64)
+    return min(_COLOR_NAMES, key=lambda n: float(((np.asarray(_COLOR_NAMES[n]) - c) ** 2).sum()))
+
+
+def caption(identity: Identity) -> str:
+    """A procedural description of how a character looks (hair, skin, clothes, accessory, background): the
+    prompt a SynthTalk clip is trained and evaluated with, so the prompt carries what the picture shows.
+    Gestures are drawn per clip (its seed), not per character, so the caption does not describe them."""
+    skin = _SKIN_NAMES[_SKINS.index(identity.skin)] if identity.skin in _SKINS else color_name(identity.skin)
+    if identity.hair_style == "bald":
+        hair = "a bald head"
+    elif identity.hair_style == "cap":
+        hair = f"a {color_name(identity.accent_color)} cap"
+    elif identity.hair_style == "bun":
+        hair = f"{color_name(identity.hair_color)} hair in a bun"
+    elif identity.hair_style == "afro":
+        hair = f"a {color_name(identity.hair_color)} afro"
+    else:
+        hair = f"{identity.hair_style} {color_name(identity.hair_color)} hair"
+    clothes = {"shirt": "shirt", "collar": "collared shirt", "jacket": "jacket"}[identity.clothes_style]
+    top, bottom = identity.background
+    bg = color_name(top) if top == bottom else f"{color_name(top)} to {color_name(bottom)}"
+    extra = {"none": "", "glasses": ", wearing glasses", "earrings": ", wearing earrings"}[identity.accessory]
+    colour = color_name(identity.clothes_color)
+    article = "an" if colour[0] in "aeiou" else "a"
+    return (f"a cartoon person with {hair} and {skin} skin in {article} {colour} {clothes}{extra}"
+            f", talking in front of a {bg} background")

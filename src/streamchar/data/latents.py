@@ -94,6 +94,7 @@ def encode_clip(mp4: bytes, meta: dict, model, device="cpu") -> tuple[dict, dict
     tensors = {"video_latents": video_latents.float().cpu(), "reference_latent": reference.float().cpu(),
                "audio_latents": audio_latents.float().cpu(), "token_ids": torch.tensor(ids, dtype=torch.int64)}
     out = {k: meta[k] for k in ("key", "split", "text", "identity", "voice", "words")}
+    out.update({k: meta[k] for k in ("caption",) if k in meta})  # a clip's own prompt, when its data has one
     out.update(chunks=n, chunk_seconds=cfg.chunk_seconds, pap_end=targets)
     return tensors, out
 

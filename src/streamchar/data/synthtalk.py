@@ -2,7 +2,9 @@
 
 One clip = a transcript from the corpus, spoken by one espeak-ng voice (with word and phoneme timings), and a
 2D character whose mouth follows the phonemes, who blinks, sways and gestures while speaking. Clips are
-5-20 s; `long` clips are >= 60 s, for long-horizon tests. Splits: train clips use train sentences and the
+5-20 s; `long` clips are >= 60 s, for long-horizon tests. A clip is a whole number of 33-frame chunks: after
+the last word comes >= 0.4 s of idle silence up to the chunk's end (one more idle chunk in 1 of 5 clips), so
+the progress-aware pointer sees chunks whose transcript is fully spoken and learns where a stream ends. Splits: train clips use train sentences and the
 train identities; val and test clips use their own sentences and the held-out identities.
 
 Shards are WebDataset tars (`synthtalk-{split}-{n:05d}.tar`): per clip `{key}.mp4` (H.264 + AAC) and
@@ -26,7 +28,9 @@ from streamchar.data.corpus import sentences
 from streamchar.data.shards import add_member, read_samples
 from streamchar.errors import StreamCharError
 
-LEAD_S = 0.4  # idle silence before the first word and after the last
+LEAD_S = 0.4  # idle silence before the first word, and at least this much after the last
+CHUNK_FRAMES = 33  # clips are whole streaming chunks: the last chunk holds the end of speech and idle silence
+IDLE_CHUNK_PROB = 0.2  # a clip gets one more whole chunk of idle silence after its speech
 WORDS_PER_SECOND = 2.6  # espeak-ng at ~160 wpm, used only to plan transcript lengths
 SPLITS = ("train", "val", "test")
 
@@ -89,8 +93,10 @@ def make_clip(spec: ClipSpec, size: int = 64, fps: int = 24) -> tuple[bytes, dic
             break
         texts.pop()
     sr = speech.sample_rate
-    n_frames = int(np.ceil(duration * fps))
-    duration = n_frames / fps  # whole frames; the audio is padded with silence to match exactly
+    chunks = int(np.ceil(duration * fps / CHUNK_FRAMES))  # whole chunks, the tail idle and silent
+    chunks += int(np.random.default_rng([spec.seed, 1]).random() < IDLE_CHUNK_PROB)
+    n_frames = chunks * CHUNK_FRAMES
+    duration = n_frames / fps  # the audio is padded with silence to match exactly
     lead = int(round(LEAD_S * sr))
     audio = np.zeros(int(round(duration * sr)), dtype=np.float32)
     audio[lead: lead + len(speech.audio)] = speech.audio[: len(audio) - lead]

@@ -1,6 +1,7 @@
 """Samplers over a joint velocity field `f(x_v, x_a, t) -> (v_v, v_a)`, t a (B,) tensor in [0, 1].
 
 - `euler_sample`: the teacher's sampler, N Euler steps on the shifted schedule (Wan: 50 steps, shift 5).
+- `guided`: classifier-free guidance on a velocity of [conditional | unconditional] rows, per modality.
 - `student_sample`: the few-step student (DMD, paper §4.2): at each timestep predict x0 = x_t - t v, then
   re-noise it to the next timestep with fresh noise; the last step returns x0. Default timesteps
   [1000, 750, 500, 250], warped by the same shift.
@@ -42,6 +43,17 @@ def euler_sample(f: VelocityFn, x_v, x_a, steps: int = 50, shift: float = 5.0):
         x_v = x_v + (t_next - t) * v_v.to(x_v.dtype)
         x_a = x_a + (t_next - t) * v_a.to(x_a.dtype)
     return x_v, x_a
+
+
+def guided(v: tuple[torch.Tensor, torch.Tensor], scales: tuple[float, float]):
+    """Classifier-free guidance: (v_video, v_audio) of 2B rows, the B conditional rows first, then the B
+    unconditional ones -> B rows of v_u + s (v_c - v_u), with s = scales[0] for video, scales[1] for audio
+    (s = 1 gives the conditional velocity)."""
+    out = []
+    for x, s in zip(v, scales):
+        cond, uncond = x.chunk(2)
+        out.append(uncond + s * (cond - uncond))
+    return tuple(out)
 
 
 def student_sample(f: VelocityFn, x_v, x_a, timesteps: list[float], generator=None):

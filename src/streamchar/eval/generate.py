@@ -1,7 +1,8 @@
 """`streamchar eval --generate`: stream every item of a protocol into the layout `streamchar eval` scores.
 
 For each `EvalItem` (see `protocols`) one `StreamSession` speaks the item's transcript with the item's first
-frame as the reference portrait, for the protocol's length (it ends earlier when the pointer reaches the end
+frame as the reference portrait and the item's prompt (SynthTalk: its character's caption), with the model's
+sampler (the teacher's, guided, unless the model is distilled), for the protocol's length (it ends earlier when the pointer reaches the end
 of the transcript). Written per item, each file atomically:
 
     videos/<key>.mp4            the stream (H.264 + AAC)
@@ -40,9 +41,10 @@ def _write_png(path: Path, image) -> None:
 
 
 def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Path, refs: Path, *,
-                   seconds: float | None = None, sampler: str = "student", seed: int = 0, prompt: str = "",
-                   progress: bool = True) -> dict:
-    """Stream each item into `videos` / `refs` (module docstring). Returns counts of generated / kept items."""
+                   seconds: float | None = None, sampler: str | None = None, seed: int = 0,
+                   prompt: str | None = None, progress: bool = True) -> dict:
+    """Stream each item into `videos` / `refs` (module docstring). Returns counts of generated / kept items.
+    sampler None: the model's; prompt None: each item's own."""
     import tqdm
 
     videos, refs = Path(videos), Path(refs)
@@ -63,10 +65,12 @@ def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Pat
         if mp4.is_file() and timings.is_file():
             kept += 1
             continue
-        session = StreamSession(model, text=item.transcript, ref_image=reference, prompt=prompt, seed=seed + i,
+        text_prompt = item.prompt if prompt is None else prompt
+        session = StreamSession(model, text=item.transcript, ref_image=reference, prompt=text_prompt, seed=seed + i,
                                 max_seconds=seconds or protocol.seconds, sampler=sampler)
         report = stream_to_file(session, mp4, progress=False)
-        report.update(key=item.key, sampler=sampler, seed=seed + i, protocol=protocol.name)
+        report.update(key=item.key, sampler=session.sampler, guidance=session.guidance, prompt=text_prompt,
+                      seed=seed + i, protocol=protocol.name)
         _write_bytes(videos / f"{item.key}.txt", (item.transcript + "\n").encode())
         write_json(report, timings)
         generated += 1

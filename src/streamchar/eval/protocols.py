@@ -60,6 +60,7 @@ class EvalItem:
     reference: np.ndarray  # (H, W, 3) uint8: the first frame
     truth: Path | bytes | None = None  # the ground-truth clip (a file or MP4 bytes), None for long streams
     meta: dict = field(default_factory=dict)
+    prompt: str = ""  # the visual prompt it is streamed with (SynthTalk: its character's caption)
 
 
 def _first_frame(source) -> np.ndarray:
@@ -86,6 +87,7 @@ def synthtalk_items(folder: str | Path, protocol: Protocol, split: str = "test",
                     limit: int | None = None) -> list[EvalItem]:
     """Items of `protocol` from a SynthTalk folder's `split` (see the module docstring)."""
     from streamchar.data import corpus
+    from streamchar.data.identity import IDENTITIES, caption
     from streamchar.data.synthtalk import read_shard
 
     folder = Path(folder)
@@ -101,14 +103,16 @@ def synthtalk_items(folder: str | Path, protocol: Protocol, split: str = "test",
     if protocol.name == "short":
         for key, mp4, meta in clips[:n]:
             items.append(EvalItem(key, meta["text"], _first_frame(mp4), truth=mp4,
-                                  meta={"identity": meta["identity"], "duration": meta["duration"]}))
+                                  meta={"identity": meta["identity"], "duration": meta["duration"]},
+                                  prompt=caption(IDENTITIES[meta["identity"]])))
         return items
     need = max(protocol.min_words, int(protocol.seconds * WORDS_PER_SECOND))
     for i in range(n):
         key, mp4, meta = clips[i % len(clips)]
         text = corpus.transcript(split, need, seed=seed * 1000 + i)
         items.append(EvalItem(f"long-{i:03d}-{key}", text, _first_frame(mp4), truth=None,
-                              meta={"identity": meta["identity"], "words": len(text.split())}))
+                              meta={"identity": meta["identity"], "words": len(text.split())},
+                              prompt=caption(IDENTITIES[meta["identity"]])))
     return items
 
 

@@ -191,6 +191,7 @@ class CondFrames:
 
     latents: torch.Tensor  # (B, C, T, h, w)
     t0: int
+    present: torch.Tensor | None = None  # (B,) bool: rows without this group (chunk 0 in a batch); None = all
 
 
 @dataclass
@@ -199,6 +200,7 @@ class ConditionCache:
 
     self_kv: list  # per block: (k, v) of the condition tokens, (B, H, L_cond, D), or None without conditions
     text_kv: list  # per block: (k, v) of the prompt, (B, H, L_txt, D)
+    key_mask: torch.Tensor | None = None  # (B, L_cond) True = a real condition token; None = all real
 
 
 # ---- the model -----------------------------------------------------------------------------------------
@@ -226,6 +228,12 @@ class JointDiT(nn.Module):
         self.audio_head = Head(dim, audio_channels, cfg.eps)
         self.rope = ModalityRoPE(dim // cfg.num_heads, cfg.rope_theta, audio_rope_scale)
 
+    @classmethod
+    def from_config(cls, cfg) -> "JointDiT":
+        """The DiT of a `StreamCharConfig` (random weights; the pipeline loads them)."""
+        return cls(cfg.dit, cfg.video.latent_channels, cfg.audio.latent_channels, cfg.text.dim,
+                   cfg.audio_rope_scale, cfg.video_latent_frames)
+
     # -- embeddings --
     def patchify(self, latents):
         """(B, C, T, H, W) -> tokens (B, T*h*w, dim) and the token grid (T, h, w)."""
@@ -251,14 +259,21 @@ class JointDiT(nn.Module):
         return [blk(ctx, prompt_kv=True) for blk in self.blocks]
 
     def cond_tokens(self, conditions: list[CondFrames]):
-        """Condition latents -> tokens (B, L_cond, dim) and positions (L_cond, 3)."""
-        tokens, pos = [], []
+        """Condition latents -> tokens (B, L_cond, dim), positions (L_cond, 3) and a key mask (B, L_cond)
+        (None when every row has every group)."""
+        tokens, pos, keep = [], [], []
         for c in conditions:
             x, (T, h, w) = self.patchify(c.latents)
             t = torch.arange(T, device=x.device) + c.t0
             tokens.append(x)
             pos.append(self.rope.video_positions(t, h, w))
-        return torch.cat(tokens, 1), torch.cat(pos, 0)
+            present = c.present if c.present is not None else torch.ones(x.shape[0], dtype=torch.bool,
+                                                                          device=x.device)
+            keep.append(present[:, None].expand(-1, x.shape[1]))
+        key_mask = None
+        if any(c.present is not None and not bool(c.present.all()) for c in conditions):
+            key_mask = torch.cat(keep, 1)
+        return torch.cat(tokens, 1), torch.cat(pos, 0), key_mask
 
     def noisy_tokens(self, x_v, x_a, c_a):
         """Noisy video (B, C, T, H, W) or None (speech alone) + noisy audio (B, T_a, C_a) fused with c_a."""
@@ -295,14 +310,16 @@ class JointDiT(nn.Module):
         text_kv = self.embed_text(context)
         if not conditions:
             return ConditionCache(self_kv=[None] * len(self.blocks), text_kv=text_kv)
-        x, pos = self.cond_tokens(conditions)
+        x, pos, key_mask = self.cond_tokens(conditions)
         rope = self.rope(pos)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L_cond)
         _, e0 = self.time_embed(torch.zeros(x.shape[0], device=x.device))
         self_kv = []
         for i, blk in enumerate(self.blocks):
-            x, kv = blk(x, e0, rope, text_kv[i], num_video=x.shape[1], kv_only=i == len(self.blocks) - 1)
+            x, kv = blk(x, e0, rope, text_kv[i], num_video=x.shape[1], mask=mask,
+                        kv_only=i == len(self.blocks) - 1)
             self_kv.append(kv)
-        return ConditionCache(self_kv=self_kv, text_kv=text_kv)
+        return ConditionCache(self_kv=self_kv, text_kv=text_kv, key_mask=key_mask)
 
     def forward(self, x_v, x_a, c_a, t, cache: ConditionCache):
         """One denoise step with cached conditions.
@@ -315,8 +332,12 @@ class JointDiT(nn.Module):
         num_video = math.prod(grid) if grid is not None else 0
         rope = self.rope(pos)
         e, e0 = self.time_embed(t)
+        mask = None  # every noisy token sees every condition token, unless a row lacks some (key mask)
+        if cache.key_mask is not None:
+            keys = torch.cat([cache.key_mask, cache.key_mask.new_ones(x.shape[0], x.shape[1])], 1)
+            mask = keys[:, None, None, :]  # (B, 1, 1, L_cond + L_noisy)
         for blk, kv, tkv in zip(self.blocks, cache.self_kv, cache.text_kv):
-            x, _ = blk(x, e0, rope, tkv, num_video, cond_kv=kv)
+            x, _ = blk(x, e0, rope, tkv, num_video, cond_kv=kv, mask=mask)
         return self.outputs(x, e, grid, num_video, a_rope)
 
     def forward_full(self, x_v, x_a, c_a, t, conditions: list[CondFrames], context):
@@ -327,9 +348,9 @@ class JointDiT(nn.Module):
         e, e0 = self.time_embed(t)
         if e.shape[1] == 1:
             e, e0 = e.expand(B, L, -1), e0.expand(B, L, -1, -1)
-        n_cond = 0
+        n_cond, key_mask = 0, None
         if conditions:
-            c, c_pos = self.cond_tokens(conditions)
+            c, c_pos, key_mask = self.cond_tokens(conditions)
             n_cond = c.shape[1]
             _, c_e0 = self.time_embed(torch.zeros(B, device=x.device))
             x, pos = torch.cat([c, x], 1), torch.cat([c_pos, pos], 0)
@@ -337,16 +358,20 @@ class JointDiT(nn.Module):
         # Asymmetric mask (True = may attend): condition rows see condition columns only.
         mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
         mask[:n_cond, n_cond:] = False
+        if key_mask is not None:  # absent condition groups are no key for anyone
+            keys = torch.cat([key_mask, key_mask.new_ones(B, L)], 1)  # (B, L_cond + L)
+            mask = mask[None, None] & keys[:, None, None, :]
         rope, text_kv = self.rope(pos), self.embed_text(context)
         for blk, tkv in zip(self.blocks, text_kv):
             x, _ = blk(x, e0, rope, tkv, n_cond + num_video, mask=mask)
         return self.outputs(x[:, n_cond:], e, grid, num_video, a_rope)
 
-    def condition_frames(self, reference, sink=None, motion=None) -> list[CondFrames]:
-        """Place the reference frame, the sink chunk and the motion frames on the timeline (see rope.py)."""
+    def condition_frames(self, reference, sink=None, motion=None, present=None) -> list[CondFrames]:
+        """Place the reference frame, the sink chunk and the motion frames on the timeline (see rope.py).
+        present: (B,) bool, which rows have a sink and motion (None: all that are given)."""
         conds = [CondFrames(reference, self.layout["reference"])]
         if sink is not None:
-            conds.append(CondFrames(sink, self.layout["sink"]))
+            conds.append(CondFrames(sink, self.layout["sink"], present))
         if motion is not None:
-            conds.append(CondFrames(motion, self.layout["motion"]))
+            conds.append(CondFrames(motion, self.layout["motion"], present))
         return conds

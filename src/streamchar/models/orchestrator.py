@@ -12,7 +12,11 @@ discrete audio tokens are generated: the LM is a conditioner, not a sampler.
 
 The prefix (e_ref, E_txt, e_hist) does not depend on the denoise step, so `encode_prefix` runs it once per
 chunk and keeps its keys and values; `condition` then runs only the 33 E_cond tokens per step on top of
-that cache. `forward_full` recomputes the whole sequence (the reference for tests and benchmarks).
+that cache. `forward_full` recomputes the whole sequence (training, and the reference for tests).
+
+Batches: B samples' prefixes differ in length (reference voice, transcript left, history), so `pack`
+left-pads them to the longest with an attention mask and per-row positions that start at each row's first
+real token; a padded row computes exactly what it computes alone. Without padding no mask is passed.
 The progress-aware pointer (`pap`) is part of the orchestrator (§4.2): it reads the transcript states of
 the prefix pass and the audio-condition states.
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from transformers import DynamicCache, Qwen2Config, Qwen2Model
 
 from streamchar.config import OrchestratorConfig
@@ -41,12 +46,61 @@ def qwen2_config(cfg: OrchestratorConfig) -> Qwen2Config:
 
 
 @dataclass
+class OrchestratorInputs:
+    """The prefix parts of B packed sequences, each part zero-padded on the right with its lengths.
+
+    Sample i's prefix is [ref_audio[i, :ref_len[i]] | text_ids[i, :text_len[i]] | history[i, :hist_len[i]]];
+    its transcript is text_ids[i, transcript_start[i]:text_len[i]] (before it: the prompt ids).
+    """
+
+    ref_audio: torch.Tensor  # (B, T_ref, C_a) reference-voice latents
+    ref_len: torch.Tensor  # (B,) int64
+    text_ids: torch.Tensor  # (B, L_txt) prompt ids + transcript ids
+    text_len: torch.Tensor  # (B,)
+    transcript_start: torch.Tensor  # (B,)
+    history: torch.Tensor  # (B, T_hist, C_a) generated audio latents, <= 15 s
+    hist_len: torch.Tensor  # (B,)
+
+    @property
+    def batch_size(self) -> int:
+        return self.text_ids.shape[0]
+
+    @classmethod
+    def unpadded(cls, ref_audio, text_ids, transcript_start: int, history, audio_channels: int) -> "OrchestratorInputs":
+        """Rows of equal lengths: ref_audio (B, T_ref, C_a) or None, text_ids (B, L_txt), history or None."""
+        B = text_ids.shape[0]
+        dtype = next((x.dtype for x in (ref_audio, history) if x is not None), torch.float32)
+        empty = torch.zeros(B, 0, audio_channels, dtype=dtype, device=text_ids.device)
+        ref_audio = empty if ref_audio is None else ref_audio
+        history = empty if history is None else history
+
+        def full(n):
+            return torch.full((B,), n, dtype=torch.int64, device=text_ids.device)
+
+        return cls(ref_audio, full(ref_audio.shape[1]), text_ids, full(text_ids.shape[1]), full(transcript_start),
+                   history, full(history.shape[1]))
+
+
+@dataclass
+class Packed:
+    """B prefixes packed into one left-padded batch, so that the E_cond tokens of every sample line up."""
+
+    embeds: torch.Tensor  # (B, L, hidden)
+    mask: torch.Tensor | None  # (B, L) 1 = real token, 0 = padding; None when nothing is padded
+    lengths: torch.Tensor  # (B,) real prefix length
+    transcript_index: torch.Tensor  # (B, N) positions of the transcript tokens in the padded sequence
+    transcript_mask: torch.Tensor | None  # (B, N) True = real transcript token; None when all have N
+
+
+@dataclass
 class Prefix:
     """The orchestrator's per-chunk prefix: its KV cache and the transcript states the pointer reads."""
 
     kv: list  # per LM layer: (k, v), (B, kv_heads, L_prefix, D)
-    length: int  # L_prefix
+    mask: torch.Tensor | None  # (B, L_prefix) padding mask, None without padding
+    lengths: torch.Tensor  # (B,)
     transcript: torch.Tensor  # (B, N, hidden) final-layer states of the transcript tokens
+    transcript_mask: torch.Tensor | None  # (B, N)
 
 
 class Orchestrator(nn.Module):
@@ -65,24 +119,39 @@ class Orchestrator(nn.Module):
         params = inspect.signature(self.lm.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.x renamed it
 
-    # -- the packed sequence --
-    def prefix_embeds(self, ref_audio, text_ids, transcript_start: int, hist_audio):
-        """-> (B, L_prefix, hidden) embeddings and the [start, end) of the transcript tokens in them.
+    @classmethod
+    def from_config(cls, cfg) -> "Orchestrator":
+        """The orchestrator of a `StreamCharConfig` (random weights; the pipeline loads them)."""
+        return cls(cfg.orchestrator, cfg.audio.latent_channels, cfg.dit.dim, cfg.pap.dim)
 
-        ref_audio: (B, T_ref, C_a) or None; text_ids: (B, L_txt) = prompt ids + transcript ids, the
-        transcript starting at `transcript_start`; hist_audio: (B, T_hist, C_a) or None.
-        """
-        # e_ref and e_hist are always computed, on zero rows when absent: then every parameter is in every
-        # graph, which DDP / FSDP need when ranks draw different conditions (they get zero gradients).
+    # -- the packed sequence --
+    def pack(self, inp: OrchestratorInputs) -> Packed:
+        """[e_ref | E_txt | e_hist] of each sample, left-padded to the longest: the E_cond tokens appended
+        after it then sit at the same positions in every row (and the KV cache is one tensor)."""
+        # The projections run on the padded tensors (zero rows when a part is absent): every parameter is
+        # then in every graph, which DDP / FSDP need when ranks draw different conditions.
         dtype = self.ref_proj.weight.dtype
-        B, C_a = text_ids.shape[0], self.ref_proj.in_features
-        empty = text_ids.new_zeros((B, 0, C_a), dtype=dtype)
-        ref_audio = empty if ref_audio is None else ref_audio.to(dtype)
-        hist_audio = empty if hist_audio is None else hist_audio.to(dtype)
-        offset = ref_audio.shape[1]
-        parts = [self.ref_proj(ref_audio), self.lm.embed_tokens(text_ids), self.hist_proj(hist_audio)]
-        span = (offset + transcript_start, offset + text_ids.shape[1])
-        return torch.cat(parts, 1), span
+        ref = self.ref_proj(inp.ref_audio.to(dtype))  # (B, T_ref, h)
+        txt = self.lm.embed_tokens(inp.text_ids)  # (B, L_txt, h)
+        hist = self.hist_proj(inp.history.to(dtype))  # (B, T_hist, h)
+        lengths = inp.ref_len + inp.text_len + inp.hist_len  # (B,)
+        B, L = inp.batch_size, int(lengths.max())
+        rows = []
+        for i in range(B):
+            r, n, m = int(inp.ref_len[i]), int(inp.text_len[i]), int(inp.hist_len[i])
+            row = torch.cat([ref[i, :r], txt[i, :n], hist[i, :m]], 0)
+            rows.append(F.pad(row, (0, 0, L - row.shape[0], 0)))  # left padding
+        embeds = torch.stack(rows)  # (B, L, h)
+        pad = L - lengths  # (B,)
+        start = pad + inp.ref_len + inp.transcript_start  # transcript [start, end) in the padded rows
+        count = inp.text_len - inp.transcript_start  # (B,)
+        N = int(count.max())
+        ar = torch.arange(N, device=embeds.device)
+        index = (start[:, None] + ar).clamp(max=L - 1)  # (B, N)
+        equal = bool((pad == 0).all())
+        mask = None if equal else (torch.arange(L, device=embeds.device) >= pad[:, None]).long()
+        tmask = None if bool((count == N).all()) else ar[None] < count[:, None]
+        return Packed(embeds, mask, lengths, index, tmask)
 
     def cond_embeds(self, x_a, t):
         """E_cond(x_t^a, t): (B, T_a, C_a) noisy audio latents + timestep (B,) in [0, 1] -> (B, T_a, hidden)."""
@@ -90,18 +159,27 @@ class Orchestrator(nn.Module):
         te = self.time_embedding(sinusoidal_embedding(t * 1000.0, self.cfg.freq_dim).to(dtype))
         return self.cond_proj(x_a.to(dtype)) + te[:, None, :]
 
-    def _lm(self, embeds, cache=None):
-        kwargs = {self._cache_kwarg: cache} if cache is not None else {}
-        return self.lm(inputs_embeds=embeds, use_cache=True, **kwargs)
+    @staticmethod
+    def _positions(mask):
+        """Positions counting from each row's first real token: (B, L), or None (plain 0..L-1) unpadded."""
+        return None if mask is None else (mask.cumsum(1) - 1).clamp(min=0)
+
+    @staticmethod
+    def _gather(states, index):
+        """states (B, L, h), index (B, N) -> (B, N, h)."""
+        return states.gather(1, index[..., None].expand(-1, -1, states.shape[-1]))
 
     # -- cached path --
-    def encode_prefix(self, ref_audio, text_ids, transcript_start: int, hist_audio) -> Prefix:
+    def encode_prefix(self, inp: OrchestratorInputs) -> Prefix:
         """Run [e_ref | E_txt | e_hist] once per chunk; keep its KV cache and the transcript states."""
-        embeds, (a, b) = self.prefix_embeds(ref_audio, text_ids, transcript_start, hist_audio)
-        out = self._lm(embeds)
+        p = self.pack(inp)
+        out = self.lm(inputs_embeds=p.embeds, attention_mask=p.mask, position_ids=self._positions(p.mask),
+                      use_cache=True)
         cache = out.cache if self._cache_kwarg == "cache" else out.past_key_values
         kv = [(layer.keys, layer.values) for layer in cache.layers]
-        return Prefix(kv=kv, length=embeds.shape[1], transcript=out.last_hidden_state[:, a:b])
+        return Prefix(kv=kv, mask=p.mask, lengths=p.lengths,
+                      transcript=self._gather(out.last_hidden_state, p.transcript_index),
+                      transcript_mask=p.transcript_mask)
 
     def condition(self, prefix: Prefix, x_a, t):
         """One denoise step's c_a on top of the cached prefix.
@@ -109,17 +187,55 @@ class Orchestrator(nn.Module):
         -> c_a (B, T_a, dit_dim) for the DiT, and the hidden states (B, T_a, hidden) for the pointer.
         """
         cache = DynamicCache(ddp_cache_data=prefix.kv, config=self.lm.config)  # fresh: the prefix stays intact
-        hidden = self._lm(self.cond_embeds(x_a, t), cache).last_hidden_state
+        T = x_a.shape[1]
+        mask = positions = None
+        if prefix.mask is not None:
+            mask = torch.cat([prefix.mask, prefix.mask.new_ones(prefix.mask.shape[0], T)], 1)
+            positions = prefix.lengths[:, None] + torch.arange(T, device=x_a.device)
+        kwargs = {self._cache_kwarg: cache}
+        hidden = self.lm(inputs_embeds=self.cond_embeds(x_a, t), attention_mask=mask, position_ids=positions,
+                         use_cache=True, **kwargs).last_hidden_state
         return self.ca_proj(hidden), hidden
 
     def pointer(self, prefix: Prefix, hidden) -> PointerOutput:
-        return self.pap(hidden, prefix.transcript)
+        return self.pap(hidden, prefix.transcript, prefix.transcript_mask)
 
-    # -- reference path --
-    def forward_full(self, ref_audio, text_ids, transcript_start: int, hist_audio, x_a, t):
-        """The whole sequence in one pass, no cache: -> c_a (B, T_a, dit_dim), hidden, transcript states."""
-        embeds, (a, b) = self.prefix_embeds(ref_audio, text_ids, transcript_start, hist_audio)
-        n = embeds.shape[1]
-        out = self.lm(inputs_embeds=torch.cat([embeds, self.cond_embeds(x_a, t)], 1), use_cache=False)
-        hidden = out.last_hidden_state[:, n:]
-        return self.ca_proj(hidden), hidden, out.last_hidden_state[:, a:b]
+    # -- the whole sequence (training) --
+    def forward_full(self, inp: OrchestratorInputs, x_a, t):
+        """The whole sequence in one pass, no cache.
+
+        -> c_a (B, T_a, dit_dim), hidden (B, T_a, hidden), transcript states (B, N, hidden), transcript mask.
+        """
+        (c_a,), (hidden,), transcript, tmask = self.forward_tails(inp, [(x_a, t)])
+        return c_a, hidden, transcript, tmask
+
+    def forward_tails(self, inp: OrchestratorInputs, tails: list):
+        """One pass over [prefix | E_cond(x_1, t_1) | E_cond(x_2, t_2) | ...]: every tail sees the prefix and
+        itself, never another tail, and sits at the positions right after the prefix, so each computes exactly
+        what [prefix | E_cond(x_j, t_j)] alone computes while the prefix is run once (training: the noisy audio
+        for c_a and the clean audio at t = 0 for the pointer).
+
+        tails: [(x_a (B, T_a, C_a), t (B,)), ...] -> lists of c_a and hidden per tail, transcript states, mask.
+        """
+        p = self.pack(inp)
+        B, L = p.embeds.shape[:2]
+        T = tails[0][0].shape[1]
+        n, dev = L + len(tails) * T, p.embeds.device
+        embeds = torch.cat([p.embeds] + [self.cond_embeds(x, t) for x, t in tails], 1)
+        mask = positions = None
+        if len(tails) > 1 or p.mask is not None:
+            idx = torch.arange(n, device=dev)
+            block = torch.where(idx < L, -1, (idx - L) // T)  # -1: prefix, j: tail j
+            allow = (idx[None, :] <= idx[:, None]) & ((block[None, :] == -1) | (block[None, :] == block[:, None]))
+            allow = allow[None].expand(B, n, n)
+            if p.mask is not None:  # padded keys are nobody's; a padded row sees itself (no empty softmax row)
+                keys = torch.cat([p.mask.bool(), p.mask.new_ones(B, n - L, dtype=torch.bool)], 1)
+                allow = (allow & keys[:, None, :]) | torch.eye(n, dtype=torch.bool, device=dev)[None]
+            mask = allow[:, None]  # (B, 1, n, n)
+            prefix_pos = self._positions(p.mask) if p.mask is not None else torch.arange(L, device=dev)[None].expand(B, L)
+            tail_pos = p.lengths[:, None] + torch.arange(T, device=dev)
+            positions = torch.cat([prefix_pos] + [tail_pos] * len(tails), 1)
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False)
+        states = out.last_hidden_state
+        hidden = [states[:, L + j * T:L + (j + 1) * T] for j in range(len(tails))]
+        return [self.ca_proj(h) for h in hidden], hidden, self._gather(states, p.transcript_index), p.transcript_mask

@@ -1,32 +1,35 @@
 """The streaming session: one chunk at a time, from transcript to pixels and waveform.
 
 Per chunk (33 frames, 1.375 s):
+  0. record               the chunk's inputs from the stream's inputs and state (streaming/record.py)
   1. orchestrator prefix  [e_ref | E_txt | e_hist] encoded once -> KV cache            (`orchestrator` time)
   2. condition tokens     [reference | sink | motion] encoded once -> per-block KV     (`dit` time)
-  3. denoise              4 student steps (or N teacher Euler steps); each step runs the orchestrator's 33
-                          E_cond tokens on the cached prefix (-> c_a), then the DiT's noisy tokens on the
-                          cached condition KV
+  3. denoise              the teacher's Euler steps with classifier-free guidance (a pretrained model) or
+                          the 4 student steps (a distilled one); each step runs the orchestrator's 33 E_cond
+                          tokens on the cached prefix (-> c_a), then the DiT's noisy tokens on the cached
+                          condition KV. Guidance batches the unconditional row (prompt, reference frame and
+                          c_a dropped) with the conditional one in the same DiT pass.
   4. progress             the pointer reads c_a of the clean audio (t = 0): how much transcript is spoken
   5. decode               video latents -> 33 RGB frames, audio latents -> waveform    (`decode` time)
   6. state update         motion <- this chunk's latents (reused, never re-encoded); sink <- chunk 0;
-                          history += this chunk's audio latents, at most 15 s: when the oldest chunk
-                          leaves the window, the transcript it spoke (its pointer endpoint) leaves E_txt
+                          history += this chunk's audio latents, exactly 15 s kept: when a chunk's audio has
+                          left the window, the transcript it spoke (its pointer endpoint) leaves E_txt
 The stream ends when the pointer reaches the end of the transcript, or at `max_seconds`.
-State is bounded (motion, sink, <= 15 s of history), so memory does not grow with stream length.
+State is bounded (motion, sink, 15 s of history), so memory does not grow with stream length.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from streamchar.device import sync
-from streamchar.diffusion.samplers import euler_sample, student_sample, student_timesteps
+from streamchar.diffusion.samplers import euler_sample, guided, student_sample, student_timesteps
 from streamchar.errors import StreamCharError
+from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record, collate
 
 
 @dataclass
@@ -50,67 +53,65 @@ class Chunk:
     timings: ChunkTimings
 
 
-@dataclass
-class HistoryEntry:
-    audio: torch.Tensor  # (1, T_a, C_a) one chunk's audio latents
-    spoken: float  # absolute pointer endpoint after that chunk
-
-
-@dataclass
-class StreamState:
-    index: int = 0
-    motion: torch.Tensor | None = None  # (1, C, K, h, w) the previous chunk's video latents
-    sink: torch.Tensor | None = None  # (1, C, K, h, w) chunk 0's video latents
-    history: deque = field(default_factory=deque)  # of HistoryEntry, at most `history_chunks`
-    text_offset: int = 0  # transcript tokens dropped together with old history
-    spoken: float = 0.0
-
-
 class StreamSession:
     """Streams one character speaking one transcript. Iterate it to get `Chunk`s."""
 
     def __init__(self, model, *, text: str, ref_image: np.ndarray, ref_audio: np.ndarray | None = None,
-                 prompt: str = "", seed: int = 0, max_seconds: float | None = None, sampler: str = "student",
-                 stop_at_end: bool = True):
+                 prompt: str = "", seed: int = 0, max_seconds: float | None = None, sampler: str | None = None,
+                 guidance: tuple[float, float] | None = None, stop_at_end: bool = True):
         """model: a `streamchar.pipeline.StreamChar`; ref_image: (H, W, 3) uint8 at the model's size;
-        ref_audio: (channels, samples) float32 at the audio codec's rate, or None."""
+        ref_audio: (channels, samples) float32 at the audio codec's rate, or None; sampler: 'teacher' or
+        'student', None = the model's (`stream.sampler`: teacher unless distilled); guidance: the teacher's
+        (video, audio) guidance scales, None = the model's (`stream.guidance_*`)."""
         cfg = model.cfg
         if not isinstance(text, str) or not text.strip():
             raise StreamCharError("the transcript is empty: give some text to speak")
         max_seconds = cfg.stream.max_seconds if max_seconds is None else max_seconds
         if not max_seconds > 0:
             raise StreamCharError(f"max_seconds must be > 0, got {max_seconds}")
+        sampler = cfg.stream.sampler if sampler is None else sampler
         if sampler not in ("student", "teacher"):
             raise StreamCharError(f"sampler must be 'student' or 'teacher', got {sampler!r}")
+        guidance = (cfg.stream.guidance_video, cfg.stream.guidance_audio) if guidance is None else tuple(guidance)
+        if len(guidance) != 2 or not all(g > 0 for g in guidance):
+            raise StreamCharError(f"guidance must be two scales > 0 (video, audio), got {guidance}")
         H, W = cfg.video.height, cfg.video.width
         if not isinstance(ref_image, np.ndarray) or ref_image.shape != (H, W, 3) or ref_image.dtype != np.uint8:
             got = getattr(ref_image, "shape", type(ref_image).__name__)
             raise StreamCharError(f"reference image must be a ({H}, {W}, 3) uint8 array, got {got}")
         self.model, self.cfg = model, cfg
         self.sampler, self.stop_at_end, self.max_seconds = sampler, stop_at_end, max_seconds
+        self.guidance = guidance if sampler == "teacher" and guidance != (1.0, 1.0) else None
         self.device = next(model.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.state = StreamState()
         self.done = False
 
         tok = model.tokenizer
-        self.transcript = tok(text.strip(), add_special_tokens=False)["input_ids"]
-        if not self.transcript:
+        transcript = tok(text.strip(), add_special_tokens=False)["input_ids"]
+        if not transcript:
             raise StreamCharError("the transcript has no tokens after tokenization")
-        sep = [tok.eos_token_id] if tok.eos_token_id is not None else []
-        self.prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"] + sep if prompt else sep
         self.timesteps = student_timesteps(cfg.stream.student_timesteps, cfg.stream.shift)
 
         # Encoded once per stream: prompt context, reference frame latent, reference voice latents.
         with torch.no_grad():
-            self.context = model.text_encoder.encode([prompt])  # (1, L_txt, text_dim)
             img = torch.from_numpy(ref_image).to(self.device).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W)
             img = img.to(model.dtype) / 127.5 - 1.0
-            self.reference = model.video_codec.encode(img)  # (1, C, 1, h, w)
-            self.ref_audio = None
+            voice = None
             if ref_audio is not None:
                 wav = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32)).to(self.device)
-                self.ref_audio = model.audio_codec.encode(wav[None].to(model.dtype))  # (1, T_ref, C_a)
+                voice = model.audio_codec.encode(wav[None].to(model.dtype))[0]  # (T_ref, C_a)
+            self.inputs = StreamInputs(
+                reference=model.video_codec.encode(img)[0],  # (C, 1, h, w)
+                ref_audio=voice,
+                prompt_ids=prompt_ids(tok, prompt), null_prompt_ids=prompt_ids(tok, ""),
+                transcript=torch.tensor(transcript, dtype=torch.int64, device=self.device),
+                context=prompt_context(model, prompt)[0],  # (L_ctx, text_dim)
+                audio_channels=cfg.audio.latent_channels)
+
+    @property
+    def transcript(self) -> list[int]:
+        return self.inputs.transcript.tolist()
 
     # -- one chunk ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -120,17 +121,24 @@ class StreamSession:
         m, cfg, st, dev = self.model, self.cfg, self.state, self.device
         timings = ChunkTimings()
 
-        # 1. Orchestrator prefix: [e_ref | prompt + remaining transcript | e_hist], once per chunk.
+        # 0. The chunk's inputs; with guidance, a second row that drops what training drops together.
+        record = chunk_record(self.inputs, st)
+        rows = record
+        if self.guidance is not None:
+            rows = collate([record, chunk_record(self.inputs, st, drop_prompt=True, drop_reference=True,
+                                                 drop_audio_condition=True)])
+        self.last_record = record
+
+        # 1. Orchestrator prefix: [e_ref | prompt + remaining transcript | e_hist], once per chunk (the
+        #    unconditional row drops c_a, so only the conditional row needs the orchestrator).
         t0 = time.perf_counter()
-        text_ids = torch.tensor([self.prompt_ids + self.transcript[st.text_offset:]], device=dev)
-        hist = torch.cat([h.audio for h in st.history], 1) if st.history else None
-        prefix = m.orchestrator.encode_prefix(self.ref_audio, text_ids, len(self.prompt_ids), hist)
+        prefix = m.orchestrator.encode_prefix(record.orchestrator)
         sync(dev)
         timings.orchestrator += time.perf_counter() - t0
 
         # 2. Condition tokens: their keys and values, once per chunk.
         t0 = time.perf_counter()
-        cache = m.dit.encode_conditions(m.dit.condition_frames(self.reference, st.sink, st.motion), self.context)
+        cache = m.dit.encode_conditions(rows.conditions(m.dit), rows.context.to(m.dtype))
         sync(dev)
         timings.dit += time.perf_counter() - t0
 
@@ -140,7 +148,11 @@ class StreamSession:
             c_a, _ = m.orchestrator.condition(prefix, x_a, t)
             sync(dev)
             t1 = time.perf_counter()
-            v = m.dit(x_v, x_a, c_a, t, cache)
+            if self.guidance is None:
+                v = m.dit(x_v, x_a, c_a, t, cache)
+            else:  # [conditional | unconditional (c_a = 0)] in one pass
+                v = guided(m.dit(torch.cat([x_v, x_v]), torch.cat([x_a, x_a]),
+                                 torch.cat([c_a, torch.zeros_like(c_a)]), torch.cat([t, t]), cache), self.guidance)
             sync(dev)
             timings.orchestrator += t1 - t0
             timings.dit += time.perf_counter() - t1
@@ -159,8 +171,7 @@ class StreamSession:
         # 4. Progress: the pointer on the clean audio's condition states.
         t0 = time.perf_counter()
         _, hidden = m.orchestrator.condition(prefix, z_a, torch.zeros(1, device=dev))
-        spoken = st.text_offset + m.orchestrator.pointer(prefix, hidden).endpoint.item()
-        st.spoken = max(st.spoken, spoken)  # progress never goes backwards
+        spoken = int(record.text_offset[0]) + m.orchestrator.pointer(prefix, hidden).endpoint.item()
         sync(dev)
         timings.orchestrator += time.perf_counter() - t0
 
@@ -172,17 +183,10 @@ class StreamSession:
         audio = audio[0].float().cpu().numpy()
         timings.decode = time.perf_counter() - t0
 
-        # 6. State: motion <- this chunk, sink <- chunk 0, history window of whole chunks <= 15 s.
-        st.motion = z_v
-        if st.sink is None:
-            st.sink = z_v
-        st.history.append(HistoryEntry(z_a, st.spoken))
-        while len(st.history) > cfg.history_chunks:
-            dropped = st.history.popleft()
-            st.text_offset = max(st.text_offset, min(int(dropped.spoken), len(self.transcript) - 1))
-        chunk = Chunk(st.index, frames, audio, st.spoken, timings)
-        st.index += 1
-        finished = self.stop_at_end and round(st.spoken) >= len(self.transcript)
+        # 6. State: motion <- this chunk, sink <- chunk 0, history window of exactly 15 s.
+        advance(st, z_v[0], z_a[0], spoken, history_frames=cfg.history_frames)
+        chunk = Chunk(st.index - 1, frames, audio, st.spoken, timings)
+        finished = self.stop_at_end and round(st.spoken) >= len(self.inputs.transcript)
         self.done = finished or st.index * cfg.chunk_seconds >= self.max_seconds - 1e-9
         return chunk
 
@@ -193,3 +197,16 @@ class StreamSession:
     @property
     def seconds(self) -> float:
         return self.state.index * self.cfg.chunk_seconds
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """E_txt's prompt part: the prompt's ids + [eos] as separator (the separator alone without a prompt)."""
+    sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return (tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []) + sep
+
+
+@torch.no_grad()
+def prompt_context(model, prompt: str) -> torch.Tensor:
+    """The DiT's prompt embeddings (1, L_ctx, text_dim); zeros without a prompt, as training drops it."""
+    context = model.text_encoder.encode([prompt or ""])
+    return torch.zeros_like(context) if not prompt else context

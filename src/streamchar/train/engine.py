@@ -33,6 +33,7 @@ from torch.distributed.tensor import DTensor
 from tqdm.auto import tqdm
 
 from streamchar.errors import StreamCharError
+from streamchar.streaming.record import ChunkRecord
 from streamchar.train import checkpoint, distributed
 from streamchar.train.config import TrainConfig
 from streamchar.train.ema import EMA
@@ -53,9 +54,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def to_device(batch, device: torch.device):
-    """Tensors in (nested) dicts / lists / tuples moved to `device`; everything else unchanged."""
+    """Tensors in (nested) dicts / lists / tuples, and records with a `.to(device)` (a ChunkRecord), moved to
+    `device`; everything else unchanged."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
+    if isinstance(batch, ChunkRecord):
+        return batch.to(device)
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):

@@ -1,37 +1,32 @@
-"""Pretraining samples from a latent-shard folder (see streamchar/data/latents.py), built like inference.
+"""Pretraining samples from a latent-shard folder (see streamchar/data/latents.py), built as streaming builds them.
 
-One item = one (clip, chunk k) pair. `sample(i, rng)` builds the conditions that streaming inference
-(streaming/session.py) gives chunk k, from ground-truth latents:
+One item = one (clip, chunk k) pair. `sample(i, rng)` builds chunk k's record with the same function the
+streaming session uses (streaming/record.py): `clip_state` gives the state a stream of the clip's true
+latents has before chunk k (motion = chunk k-1, sink = chunk 0, history = exactly the last 15 s of audio
+latents, the transcript spoken before the window dropped from E_txt), and `chunk_record` builds the inputs.
+What varies per sample is what varies per stream:
 
-    target      video latents of chunk k (C, 9, h, w) and its audio latents (33, C_a)
-    reference   the clip's first frame (C, 1, h, w)
-    motion      chunk k-1's video latents, None at k = 0
-    sink        chunk 0's video latents, None at k = 0
-    history     audio latents of h whole previous chunks k-h .. k-1, h ~ U{0 .. min(k, history_chunks)}
-                (a random h: inference sees every window length from 0 chunks up to 15 s)
-    text        E_txt = prompt ids + [eos] + transcript[offset:], offset = pap_end[k-h-1] (0 if k-h-1 < 0):
-                the transcript spoken before the history window is dropped, as inference does
-                (clamped so at least one transcript token stays)
-    pap_target  pap_end[k] - offset: transcript tokens of E_txt spoken by the end of chunk k
-    ref_audio   with probability `ref_audio_prob`, the audio latents of another chunk of the same clip
-                (same voice), else None
+    prompt      the clip's caption (its character's look, `data.identity.caption`), or a fixed prompt
+    ref voice   with probability `ref_audio_prob`, a span of `ref_audio_seconds` (uniform in the range, up to
+                the 15 s inference feeds) from another clip of the same voice, else none
+    dropout     for classifier-free guidance (train samples only): with probability `uncond_prob` the
+                prompt, the reference frame and the audio condition c_a are dropped together (the teacher
+                sampler's unconditional pass); otherwise each is dropped alone with `cond_dropout`.
+                The transcript, history and motion are never dropped.
+    targets     video latents of chunk k (C, 9, h, w), its audio latents (33, C_a) and the pointer's target
+                pap_end[k] - text_offset (transcript tokens of E_txt spoken by the chunk's end)
 
-Condition dropout for classifier-free guidance (train samples only), each with probability `cfg_dropout`,
-independently: `drop_prompt` (the DiT gets a zero prompt context, the orchestrator E_txt without the
-prompt ids: [eos] + transcript, like a session with prompt "") and `drop_reference` (the reference frame
-latent is zeroed; stage 2 only). The transcript, history and motion are never dropped.
+Clips are whole chunks ending in idle silence (data/synthtalk.py), so every clip's last chunk teaches the
+pointer a fully spoken transcript.
 
 `noise_seed` seeds the flow-matching draws of the sample (t, eps of both modalities; drawn by the
-trainable module on its device): the noise belongs to the sample, not to the rank that happens to
-process it, so N processes see the same draws as one process with the same global batch.
+trainable module on its device): the noise belongs to the sample, not to the batch or rank that happens to
+process it, so a batch of B gives the same losses as B batches of one, and N processes the same draws as
+one process with the same global batch.
 
 Randomness comes only from the numpy Generator passed to `sample`. `LatentLoader` seeds it from
 (seed, epoch, index), so a resumed run rebuilds exactly the same samples; `dataset[i]` seeds it from
-(seed, i) alone (same sample every time).
-
-Batches hold ONE sample (`collate`): the orchestrator does not take padded batches yet (E_txt and the
-history length vary per sample). Use `train.grad_accum` for a larger effective batch.
-`audio_only=True` (pretraining stage 1) skips the video latents: no target video, no visual conditions.
+(seed, i) alone (same sample every time). `audio_only=True` (pretraining stage 1) skips the video latents.
 
 Every clip is read into memory at start: right for SynthTalk-sized folders; a large corpus would want a
 streaming (webdataset-style) reader.
@@ -40,6 +35,7 @@ streaming (webdataset-style) reader.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +43,21 @@ import torch
 
 from streamchar.data.latents import read_latent_shard
 from streamchar.errors import StreamCharError
+from streamchar.streaming.record import StreamInputs, chunk_record, clip_state
+from streamchar.streaming.record import collate as collate_records
 from streamchar.train.data import ResumableLoader
+
+# A prompt for a clip: its metadata -> (the orchestrator's prompt ids + separator, the DiT context (L, dim)).
+PromptFn = Callable[[dict], tuple[list[int], torch.Tensor]]
 
 
 class LatentChunks:
-    def __init__(self, folder: str | Path, split: str, *, prompt_ids: list[int], null_prompt_ids: list[int],
-                 history_chunks: int, audio_frames: int = 33, audio_only: bool = False,
-                 cfg_dropout: float = 0.1, ref_audio_prob: float = 0.5, train: bool = True, seed: int = 0):
-        """prompt_ids: the orchestrator's prompt ids + separator (as StreamSession builds them);
-        null_prompt_ids: the same for an empty prompt (used when the prompt is dropped)."""
+    def __init__(self, folder: str | Path, split: str, *, prompt: PromptFn, null_prompt_ids: list[int],
+                 history_frames: int, audio_frames: int = 33, audio_only: bool = False, uncond_prob: float = 0.1,
+                 cond_dropout: float = 0.05, ref_audio_prob: float = 0.5,
+                 ref_audio_seconds: tuple[float, float] = (1.0, 15.0), audio_rate: float = 24.0,
+                 train: bool = True, seed: int = 0):
+        """prompt: a clip's prompt (see PromptFn); null_prompt_ids: the orchestrator's ids for no prompt."""
         folder = Path(folder)
         index_file = folder / "index.json"
         if not index_file.is_file():
@@ -65,14 +67,20 @@ class LatentChunks:
         if split not in index.get("shards", {}):
             raise StreamCharError(f"latent folder {folder} has no {split!r} split "
                                   f"(it has {sorted(index.get('shards', {}))})")
-        if history_chunks < 0:
-            raise StreamCharError(f"history_chunks must be >= 0, got {history_chunks}")
+        if history_frames < 1:
+            raise StreamCharError(f"history_frames must be >= 1, got {history_frames}")
+        lo, hi = ref_audio_seconds
+        if not 0 < lo <= hi:
+            raise StreamCharError(f"ref_audio_seconds must be 0 < min <= max, got {ref_audio_seconds}")
         self.folder, self.split, self.audio_only, self.train, self.seed = folder, split, audio_only, train, seed
-        self.prompt_ids, self.null_prompt_ids = list(prompt_ids), list(null_prompt_ids)
-        self.history_chunks, self.A = history_chunks, audio_frames
-        self.cfg_dropout, self.ref_audio_prob = cfg_dropout if train else 0.0, ref_audio_prob
+        self.prompt, self.null_prompt_ids = prompt, list(null_prompt_ids)
+        self.history_frames, self.A = history_frames, audio_frames
+        self.uncond_prob = uncond_prob if train else 0.0
+        self.cond_dropout = cond_dropout if train else 0.0
+        self.ref_audio_prob = ref_audio_prob
+        self.ref_frames = (max(1, round(lo * audio_rate)), max(1, round(hi * audio_rate)))
 
-        self.clips = []  # per clip: dict of tensors + key + pap_end
+        self.clips = []  # per clip: dict of tensors + key + pap_end + meta
         for name in index["shards"][split]:
             for key, t, meta in read_latent_shard(folder / name):
                 n, ends = meta["chunks"], meta["pap_end"]
@@ -85,10 +93,16 @@ class LatentChunks:
                                           "audio-video training needs them (stage 1 trains on speech alone)")
                 if audio_only:  # a speech corpus may have no video latents at all
                     t.pop("video_latents", None), t.pop("reference_latent", None)
-                self.clips.append({"key": key, "pap_end": list(ends), "text": meta.get("text", ""), **t})
+                self.clips.append({"key": key, "pap_end": list(ends), "text": meta.get("text", ""),
+                                   "caption": meta.get("caption"), "identity": meta.get("identity"),
+                                   "voice": voice_key(meta), **t})
         self.items = [(c, k) for c, clip in enumerate(self.clips) for k in range(len(clip["pap_end"]))]
         if not self.items:
             raise StreamCharError(f"the {split!r} split of {folder} holds no chunks")
+        self.by_voice: dict[str, list[int]] = {}
+        for c, clip in enumerate(self.clips):
+            self.by_voice.setdefault(clip["voice"], []).append(c)
+        self._prompts: dict = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -96,64 +110,77 @@ class LatentChunks:
     def __getitem__(self, i: int) -> dict:
         return self.sample(i, np.random.default_rng([self.seed, i]))
 
-    def audio_chunk(self, clip: dict, k: int) -> torch.Tensor:
-        return clip["audio_latents"][k * self.A:(k + 1) * self.A]  # (33, C_a)
+    def clip_prompt(self, clip: dict) -> tuple[list[int], torch.Tensor]:
+        key = (clip["caption"], clip["identity"])
+        if key not in self._prompts:
+            self._prompts[key] = self.prompt(clip)
+        return self._prompts[key]
+
+    def reference_voice(self, c: int, rng: np.random.Generator) -> torch.Tensor:
+        """A span of reference-voice latents (T_ref, C_a) from another clip of the same voice (this one if
+        it is the only one of its voice)."""
+        same = self.by_voice[self.clips[c]["voice"]]
+        others = [o for o in same if o != c] or [c]
+        audio = self.clips[others[int(rng.integers(len(others)))]]["audio_latents"]
+        lo, hi = self.ref_frames
+        length = min(int(rng.integers(lo, hi + 1)), audio.shape[0])
+        start = int(rng.integers(0, audio.shape[0] - length + 1))
+        return audio[start:start + length]
 
     def sample(self, i: int, rng: np.random.Generator) -> dict:
         c, k = self.items[i]
         clip = self.clips[c]
-        ends, ids = clip["pap_end"], clip["token_ids"]
-        n = len(ends)
+        ends, A = clip["pap_end"], self.A
+        video = clip.get("video_latents")  # (n, C, 9, h, w) or None (stage 1)
 
-        h = int(rng.integers(0, min(k, self.history_chunks) + 1))  # whole history chunks k-h .. k-1
-        offset = ends[k - h - 1] if k - h - 1 >= 0 else 0
-        offset = min(offset, len(ids) - 1)  # at least one transcript token (inference clamps the same way)
-        history = clip["audio_latents"][(k - h) * self.A:k * self.A] if h > 0 else None  # (h*33, C_a)
-
-        ref_audio = None
-        if n > 1 and rng.random() < self.ref_audio_prob:
-            other = int(rng.integers(0, n - 1))
-            ref_audio = self.audio_chunk(clip, other + (other >= k))  # (33, C_a) another chunk, same voice
-        drop_prompt = bool(rng.random() < self.cfg_dropout)
-        drop_reference = bool(rng.random() < self.cfg_dropout) and not self.audio_only
-
-        prompt = self.null_prompt_ids if drop_prompt else self.prompt_ids
-        sample = {
-            "key": clip["key"], "chunk": k, "history_chunks": h, "text_offset": offset,
-            "audio": self.audio_chunk(clip, k),  # (33, C_a)
-            "history": history,
-            "ref_audio": ref_audio,
-            "text_ids": torch.cat([torch.tensor(prompt, dtype=torch.int64), ids[offset:]]),  # (L_txt,)
-            "transcript_start": len(prompt),
-            "pap_target": torch.tensor(float(ends[k] - offset)),  # ()
-            "drop_prompt": drop_prompt, "drop_reference": drop_reference,
+        ref_audio = self.reference_voice(c, rng) if rng.random() < self.ref_audio_prob else None
+        uncond = bool(rng.random() < self.uncond_prob)
+        drop = [uncond or bool(rng.random() < self.cond_dropout) for _ in range(3)]  # prompt, reference, c_a
+        prompt_ids, context = self.clip_prompt(clip)
+        inputs = StreamInputs(reference=clip.get("reference_latent"), ref_audio=ref_audio, prompt_ids=prompt_ids,
+                              null_prompt_ids=self.null_prompt_ids, transcript=clip["token_ids"], context=context,
+                              audio_channels=clip["audio_latents"].shape[-1])
+        state = clip_state(video, clip["audio_latents"], ends, k, history_frames=self.history_frames)
+        record = chunk_record(inputs, state, drop_prompt=drop[0], drop_reference=drop[1] and video is not None,
+                              drop_audio_condition=drop[2])
+        return {
+            "key": clip["key"], "chunk": k, "record": record,
+            "audio": clip["audio_latents"][k * A:(k + 1) * A],  # (33, C_a)
+            "video": video[k] if video is not None else None,  # (C, 9, h, w)
+            "pap_target": torch.tensor(float(ends[k]) - float(record.text_offset[0])),  # ()
             "noise_seed": int(rng.integers(0, 2**62)),
-            "video": None, "reference": None, "motion": None, "sink": None,
         }
-        if not self.audio_only:
-            v = clip["video_latents"]  # (n, C, 9, h, w)
-            reference = clip["reference_latent"]  # (C, 1, h, w)
-            sample.update(video=v[k], reference=torch.zeros_like(reference) if drop_reference else reference,
-                          motion=v[k - 1] if k > 0 else None, sink=v[0] if k > 0 else None)
-        return sample
+
+
+def voice_key(meta: dict) -> str:
+    """Which voice a clip speaks with (SynthTalk: its espeak voice), as a hashable key."""
+    v = meta.get("voice")
+    return json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v)
 
 
 def collate(samples: list[dict]) -> dict:
-    """One sample -> a batch of one: tensors get a leading batch dim, None and python values stay."""
-    if len(samples) != 1:
-        raise StreamCharError(f"pretraining batches hold one sample (the orchestrator takes no padded batches "
-                              f"yet), got {len(samples)}: use batch size 1 and train.grad_accum")
-    (s,) = samples
-    return {k: v[None] if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+    """B samples -> one batch: the records padded together (streaming/record.py), targets stacked."""
+    if not samples:
+        raise StreamCharError("collate needs at least one sample")
+    videos = [s["video"] for s in samples]
+    return {
+        "key": [s["key"] for s in samples], "chunk": [s["chunk"] for s in samples],
+        "record": collate_records([s["record"] for s in samples]),
+        "audio": torch.stack([s["audio"] for s in samples]),  # (B, 33, C_a)
+        "video": torch.stack(videos) if videos[0] is not None else None,  # (B, C, 9, h, w)
+        "pap_target": torch.stack([s["pap_target"] for s in samples]),  # (B,)
+        "noise_seed": [s["noise_seed"] for s in samples],
+    }
 
 
 class LatentLoader(ResumableLoader):
     """A ResumableLoader that hands `dataset.sample` a Generator seeded from (seed, epoch, index): each
-    epoch draws new histories / dropouts, and a resumed run (same position) draws the same ones."""
+    epoch draws new reference voices / dropouts, and a resumed run (same position) draws the same ones."""
 
-    def __init__(self, dataset: LatentChunks, seed: int = 0, shuffle: bool = True, rank=None, world_size=None):
-        super().__init__(dataset, batch_size=1, seed=seed, shuffle=shuffle, rank=rank, world_size=world_size,
-                         collate_fn=collate)
+    def __init__(self, dataset: LatentChunks, batch_size: int = 1, seed: int = 0, shuffle: bool = True, rank=None,
+                 world_size=None):
+        super().__init__(dataset, batch_size=batch_size, seed=seed, shuffle=shuffle, rank=rank,
+                         world_size=world_size, collate_fn=collate)
 
     def __iter__(self):
         for indices in self.sampler:

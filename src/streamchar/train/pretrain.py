@@ -1,15 +1,24 @@
 """Flow-matching pretraining (paper §5.1): stage 1 = orchestrator + the DiT's audio path on speech,
 stage 2 = orchestrator + the whole DiT on audio-video. Both on latent shards (train/latent_data.py).
 
-Per sample (one chunk k of a clip, with the conditions inference would give it):
+Per sample (one chunk k of a clip, its record built as streaming builds it: train/latent_data.py):
     t ~ logit-normal + shift, eps ~ N(0, I);  x_t = (1 - t) z + t eps           (Eq. 1, both modalities)
-    orchestrator [e_ref | E_txt | e_hist | E_cond(x_t^a, t)]  -> c_a           (Eq. 3)
+    orchestrator [e_ref | E_txt | e_hist | E_cond(x_t^a, t)]  -> c_a           (Eq. 3; 0 where c_a is dropped)
     DiT [z_ref, z_sink, z_mot | x_t^v | x_t^a] + prompt + c_a -> v^v, v^a      (Eq. 4)
     loss = |v^v - (eps_v - z_v)|^2 + audio_weight |v^a - (eps_a - z_a)|^2     (Eq. 2)
          + pap_weight * smooth-L1(PAP(E_cond(z_a, t=0)), pap_end[k] - offset)  (§4.2, as inference reads it)
 
-The orchestrator runs the whole sequence (`forward_full`, no KV cache: a cache would be updated twice
-under activation checkpointing); the pointer pass is a second one with the clean audio at t = 0.
+Eq. 2 sums the squared errors of the two modalities with equal weight. Ours takes each modality's mean over
+its elements, so with audio_weight = 1 each modality counts the same whatever its size; Eq. 2's plain sum
+would weigh video 17x audio at `tiny` (32 x 9 x 8 x 8 = 18,432 video elements vs 33 x 32 = 1,056 audio) and
+209x at `paper` (48 x 9 x 32 x 32 vs 33 x 64). The paper does not say which it means; per-element means are
+what Wan and audio diffusion models use per modality. `audio_weight` moves the balance.
+
+A micro-batch holds B samples with ragged prefixes (the orchestrator left-pads them with a mask) and rows
+with or without sink and motion (the DiT masks absent condition tokens); each sample's noise comes from its
+own seed, so a batch's loss is the mean of its samples' losses one by one. The orchestrator runs the whole
+sequence without a KV cache (a cache would be updated twice under activation checkpointing), with two tails
+on one prefix (`forward_tails`): the noisy audio for c_a and the clean audio at t = 0 for the pointer.
 
 Stage 1 (speech, no video): the DiT sees no video and no visual conditions; trainable are the
 orchestrator and the DiT's audio path (`AUDIO_PATH`: audio_embedding, audio_encoder, blocks.*.audio_ffn,
@@ -52,10 +61,13 @@ class PretrainConfig(YamlConfig):
     data: str = ""  # latent folder (streamchar data encode)
     train_split: str = "train"
     val_split: str = "val"
-    prompt: str = "a person talking to the camera"  # fixed prompt, encoded once by the frozen text encoder
-    cfg_dropout: float = 0.1  # per condition (prompt, reference frame), independently
-    ref_audio_prob: float = 0.5  # a reference-voice chunk in e_ref
-    history_chunks: int | None = None  # max history chunks; None = the model's (stream.history_seconds)
+    captions: bool = True  # a clip's prompt is its caption: its metadata's "caption", SynthTalk: its character's
+    prompt: str = "a person talking to the camera"  # the prompt of clips without one (or of all: captions false)
+    batch_size: int = 8  # samples per micro-batch (per rank)
+    uncond_prob: float = 0.1  # prompt, reference frame and audio condition dropped together (guidance)
+    cond_dropout: float = 0.05  # each of them dropped alone
+    ref_audio_prob: float = 0.5  # a reference voice (another clip of the same voice) in e_ref
+    ref_audio_seconds: tuple[float, float] = (1.0, 15.0)  # its length, uniform (inference feeds <= 15 s)
     pap_weight: float = 0.1  # not given in the paper
     audio_weight: float = 1.0
     shift: float = 5.0  # timestep shift of the training t (Wan's, as stream.shift)
@@ -72,7 +84,7 @@ class PretrainConfig(YamlConfig):
             bad("stage", f"must be 1 or 2, got {self.stage}")
         if not self.data:
             bad("data", "must name a latent folder")
-        for name in ("cfg_dropout", "ref_audio_prob"):
+        for name in ("uncond_prob", "cond_dropout", "ref_audio_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, f"must be in [0, 1], got {getattr(self, name)}")
         for name in ("pap_weight", "audio_weight", "val_samples", "sample_every", "model_seed"):
@@ -82,8 +94,11 @@ class PretrainConfig(YamlConfig):
             bad("shift", f"must be > 0, got {self.shift}")
         if not self.sample_seconds > 0:
             bad("sample_seconds", f"must be > 0, got {self.sample_seconds}")
-        if self.history_chunks is not None and self.history_chunks < 0:
-            bad("history_chunks", f"must be >= 0 (or null), got {self.history_chunks}")
+        if self.batch_size < 1:
+            bad("batch_size", f"must be >= 1, got {self.batch_size}")
+        lo, hi = self.ref_audio_seconds
+        if not 0 < lo <= hi:
+            bad("ref_audio_seconds", f"need 0 < min <= max, got {self.ref_audio_seconds}")
         self.train.validate("train")
         return self
 
@@ -114,14 +129,13 @@ def is_audio_path(name: str) -> bool:
 
 class StreamCharTrainable(nn.Module):
     """The trainable parts (DiT + orchestrator with its pointer) and the loss. The text encoder and the
-    codecs stay outside, frozen; the prompt context is encoded once and kept as a buffer."""
+    codecs stay outside, frozen: prompt contexts come precomputed in the records."""
 
-    def __init__(self, dit, orchestrator, context: torch.Tensor, stage: int = 2, shift: float = 5.0,
-                 pap_weight: float = 0.1, audio_weight: float = 1.0):
+    def __init__(self, dit, orchestrator, stage: int = 2, shift: float = 5.0, pap_weight: float = 0.1,
+                 audio_weight: float = 1.0):
         super().__init__()
         self.dit, self.orchestrator = dit, orchestrator
         self.stage, self.shift, self.pap_weight, self.audio_weight = stage, shift, pap_weight, audio_weight
-        self.register_buffer("context", context.detach().clone(), persistent=False)  # (1, L_txt, text_dim)
         for p in orchestrator.parameters():
             p.requires_grad_(True)
         for name, p in dit.named_parameters():
@@ -132,40 +146,42 @@ class StreamCharTrainable(nn.Module):
         """Units of FSDP sharding and activation checkpointing."""
         return BlockChain(self.dit.blocks, self.orchestrator.lm.layers)
 
+    def draw_noise(self, batch: dict):
+        """Each sample's t, eps_video, eps_audio from its own seed (then stacked): (B,), (B, ...), (B, 33, C_a)."""
+        z_a, z_v = batch["audio"], batch.get("video")
+        ts, evs, eas = [], [], []
+        for i, seed in enumerate(batch["noise_seed"]):
+            g = torch.Generator(device=z_a.device).manual_seed(seed)
+            ts.append(flow.sample_t(1, self.shift, generator=g, device=z_a.device))
+            eas.append(torch.randn(z_a.shape[1:], generator=g, device=z_a.device, dtype=z_a.dtype))
+            if self.stage == 2:
+                evs.append(torch.randn(z_v.shape[1:], generator=g, device=z_v.device, dtype=z_v.dtype))
+        return torch.cat(ts), torch.stack(evs) if evs else None, torch.stack(eas)
+
     def forward(self, batch: dict, t=None, eps_video=None, eps_audio=None) -> dict[str, torch.Tensor]:
-        """batch: a `collate`d sample; t (B,), eps_*: fixed draws (validation), else sampled here."""
-        z_a = batch["audio"]  # (B, 33, C_a)
-        B, dev = z_a.shape[0], z_a.device
-        g = None  # the sample's own noise stream (see latent_data.py), else the global RNG
-        if batch.get("noise_seed") is not None:
-            g = torch.Generator(device=dev).manual_seed(batch["noise_seed"])
+        """batch: a `collate`d micro-batch; t (B,), eps_*: fixed draws (validation), else each sample's own."""
+        rec, z_a = batch["record"], batch["audio"]  # (B, 33, C_a)
         if t is None:
-            t = flow.sample_t(B, self.shift, generator=g, device=dev)  # (B,)
-        if eps_audio is None:
-            eps_audio = torch.randn(z_a.shape, generator=g, device=dev, dtype=z_a.dtype)
+            t, eps_video, eps_audio = self.draw_noise(batch)
         x_a = flow.noisy(z_a, eps_audio, t)  # (B, 33, C_a)
 
-        # Orchestrator: c_a of the noisy audio; the pointer on the clean audio at t = 0 (as inference).
-        orch, text_ids, start = self.orchestrator, batch["text_ids"], batch["transcript_start"]
-        ref, hist = batch["ref_audio"], batch["history"]
-        c_a, _, _ = orch.forward_full(ref, text_ids, start, hist, x_a, t)  # (B, 33, dim)
-        _, hidden0, transcript = orch.forward_full(ref, text_ids, start, hist, z_a, torch.zeros_like(t))
-        ptr = orch.pap(hidden0, transcript)
-        target = batch["pap_target"].to(dev)  # (B,)
+        # Orchestrator: c_a of the noisy audio and, for the pointer, the clean audio at t = 0 (as inference),
+        # two tails on one prefix pass.
+        (c_a, _), (_, hidden0), transcript, tmask = self.orchestrator.forward_tails(
+            rec.orchestrator, [(x_a, t), (z_a, torch.zeros_like(t))])
+        c_a = c_a * rec.keep_audio_condition.to(c_a.dtype)[:, None, None]  # (B, 33, dim); 0 where dropped
+        ptr = self.orchestrator.pap(hidden0, transcript, tmask)
+        target = batch["pap_target"]  # (B,)
         loss_pap = pointer_loss(ptr, target)
 
-        # DiT: prompt (zeroed when dropped), visual conditions (stage 2), one denoise step.
-        keep = 1.0 - torch.tensor([float(batch["drop_prompt"])], device=dev)
-        context = self.context.expand(B, -1, -1) * keep.to(self.context.dtype)[:, None, None]
+        # DiT: prompt (zeroed where dropped), visual conditions (stage 2), one denoise step.
         if self.stage == 1:
             x_v, conditions = None, []
         else:
             z_v = batch["video"]  # (B, C, 9, h, w)
-            if eps_video is None:
-                eps_video = torch.randn(z_v.shape, generator=g, device=dev, dtype=z_v.dtype)
             x_v = flow.noisy(z_v, eps_video, t)
-            conditions = self.dit.condition_frames(batch["reference"], batch["sink"], batch["motion"])
-        cache = self.dit.encode_conditions(conditions, context)
+            conditions = rec.conditions(self.dit)
+        cache = self.dit.encode_conditions(conditions, rec.context)
         v_v, v_a = self.dit(x_v, x_a, c_a, t, cache)
 
         out = {}
@@ -187,28 +203,35 @@ def pretrain_loss(model, batch, step):
     return out["loss"], {k: v.item() for k, v in out.items() if k != "loss"}
 
 
-def make_val_fn(dataset: LatentChunks, n: int, stage: int, seed: int = 1234):
-    """val_fn(model, step): mean losses over `n` fixed val samples with fixed t and noise."""
+def make_val_fn(dataset: LatentChunks, n: int, stage: int, seed: int = 1234, batch_size: int = 8):
+    """val_fn(model, step): mean losses over `n` fixed val samples with fixed t and noise, in batches."""
     picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int)
     g = torch.Generator().manual_seed(seed)
-    fixed = []
+    samples, ts, eps_vs, eps_as = [], [], [], []
     for j, i in enumerate(picks):
-        batch = collate([dataset.sample(int(i), np.random.default_rng([seed, int(i)]))])
-        t = torch.tensor([(j + 0.5) / len(picks)])  # spread over (0, 1)
-        eps_a = torch.randn(batch["audio"].shape, generator=g)
-        eps_v = torch.randn(batch["video"].shape, generator=g) if stage == 2 else None
-        fixed.append((batch, t, eps_v, eps_a))
+        s = dataset.sample(int(i), np.random.default_rng([seed, int(i)]))
+        samples.append(s)
+        ts.append((j + 0.5) / len(picks))  # spread over (0, 1)
+        eps_as.append(torch.randn(s["audio"].shape, generator=g))
+        eps_vs.append(torch.randn(s["video"].shape, generator=g) if stage == 2 else None)
+    fixed = []
+    for a in range(0, len(samples), batch_size):
+        sl = slice(a, a + batch_size)
+        fixed.append((collate(samples[sl]), torch.tensor(ts[sl]),
+                      torch.stack(eps_vs[sl]) if stage == 2 else None, torch.stack(eps_as[sl])))
 
     def val_fn(model, step):
         from streamchar.train.engine import to_device
 
         dev = next(model.parameters()).device
-        sums = {}
+        sums, count = {}, 0
         for batch, t, eps_v, eps_a in fixed:
             out = model(to_device(batch, dev), t.to(dev), to_device(eps_v, dev), eps_a.to(dev))
+            w = len(t)  # batch means -> a mean over samples
             for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        return {k: v / len(fixed) for k, v in sums.items()}
+                sums[k] = sums.get(k, 0.0) + float(v) * w
+            count += w
+        return {k: v / count for k, v in sums.items()}
 
     return val_fn
 
@@ -249,27 +272,44 @@ def check_codecs(cfg: PretrainConfig, pipe) -> None:
             f"... --audio-vae ...`), or encode the data again with this model's codecs")
 
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """E_txt's prompt part, exactly as StreamSession builds it: prompt ids + [eos]."""
-    sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return (tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []) + sep
+def clip_caption(clip: dict) -> str | None:
+    """A clip's own caption: its metadata's "caption", or for SynthTalk its character's look; None if neither."""
+    from streamchar.data.identity import IDENTITIES, caption
+
+    if clip.get("caption"):
+        return clip["caption"]
+    identity = clip.get("identity")
+    if isinstance(identity, int) and 0 <= identity < len(IDENTITIES):
+        return caption(IDENTITIES[identity])
+    return None
+
+
+def clip_prompts(cfg: PretrainConfig, pipe):
+    """A clip's prompt (orchestrator ids + separator, DiT context (L, dim)): its caption, or the fixed
+    `prompt`; the frozen text encoder runs once per distinct prompt (the dataset caches them)."""
+    from streamchar.streaming.session import prompt_context, prompt_ids
+
+    def prompt(clip: dict):
+        text = clip_caption(clip) if cfg.captions else None
+        text = cfg.prompt if text is None else text
+        return prompt_ids(pipe.tokenizer, text), prompt_context(pipe, text)[0].float()
+
+    return prompt
 
 
 def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> LatentChunks:
+    from streamchar.streaming.session import prompt_ids
+
     mc = pipe.cfg
-    return LatentChunks(cfg.data, split, prompt_ids=prompt_ids(pipe.tokenizer, cfg.prompt),
-                        null_prompt_ids=prompt_ids(pipe.tokenizer, ""),
-                        history_chunks=mc.history_chunks if cfg.history_chunks is None else cfg.history_chunks,
-                        audio_frames=mc.audio_latent_frames, audio_only=cfg.stage == 1,
-                        cfg_dropout=cfg.cfg_dropout, ref_audio_prob=cfg.ref_audio_prob, train=train,
-                        seed=cfg.train.seed)
+    return LatentChunks(cfg.data, split, prompt=clip_prompts(cfg, pipe), null_prompt_ids=prompt_ids(pipe.tokenizer, ""),
+                        history_frames=mc.history_frames, audio_frames=mc.audio_latent_frames,
+                        audio_only=cfg.stage == 1, uncond_prob=cfg.uncond_prob, cond_dropout=cfg.cond_dropout,
+                        ref_audio_prob=cfg.ref_audio_prob, ref_audio_seconds=tuple(cfg.ref_audio_seconds),
+                        audio_rate=mc.audio_latent_rate, train=train, seed=cfg.train.seed)
 
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
-    with torch.no_grad():
-        context = pipe.text_encoder.encode([cfg.prompt])  # (1, L_txt, text_dim)
-    return StreamCharTrainable(pipe.dit, pipe.orchestrator, context, cfg.stage, cfg.shift, cfg.pap_weight,
-                               cfg.audio_weight)
+    return StreamCharTrainable(pipe.dit, pipe.orchestrator, cfg.stage, cfg.shift, cfg.pap_weight, cfg.audio_weight)
 
 
 def export_pipeline(trainer, pipe, path: Path) -> None:
@@ -287,9 +327,7 @@ def export_pipeline(trainer, pipe, path: Path) -> None:
     if distributed.is_main():
         c = pipe.cfg
         with init_empty_weights(include_buffers=False):  # fresh CPU modules: the trained ones may be sharded
-            dit = JointDiT(c.dit, c.video.latent_channels, c.audio.latent_channels, c.text.dim, c.audio_rope_scale,
-                           c.video_latent_frames)
-            orch = Orchestrator(c.orchestrator, c.audio.latent_channels, c.dit.dim, c.pap.dim)
+            dit, orch = JointDiT.from_config(c), Orchestrator.from_config(c)
         for prefix, module in (("dit.", dit), ("orchestrator.", orch)):
             module.load_state_dict({k[len(prefix):]: v.float().clone() for k, v in sd.items()
                                     if k.startswith(prefix)}, assign=True)
@@ -299,31 +337,31 @@ def export_pipeline(trainer, pipe, path: Path) -> None:
     distributed.barrier()
 
 
-def sample_inputs(pipe, dataset: LatentChunks | None) -> tuple[np.ndarray, str]:
-    """The validation sample's reference frame (H, W, 3) uint8 and transcript: the first val clip's (its
-    reference latent decoded by the model's own codec), or a gray frame and a fixed sentence."""
+def sample_inputs(cfg: PretrainConfig, pipe, dataset: LatentChunks | None) -> tuple[np.ndarray, str, str]:
+    """The validation sample's reference frame (H, W, 3) uint8, transcript and prompt: the first val clip's
+    (its reference latent decoded by the model's own codec, its caption), or a gray frame and a fixed sentence."""
     H, W = pipe.cfg.video.height, pipe.cfg.video.width
     clip = next((c for c in dataset.clips if c.get("text") and "reference_latent" in c), None) if dataset else None
     if clip is None:
-        return np.full((H, W, 3), 128, np.uint8), "hello there, this is a sample."
+        return np.full((H, W, 3), 128, np.uint8), "hello there, this is a sample.", cfg.prompt
     codec = pipe.video_codec
     with torch.no_grad():
         z = clip["reference_latent"][None].to(next(codec.parameters()).device)  # (1, C, 1, h, w)
         frame = codec.decode(z)[0, :, 0]  # (3, H, W) in [-1, 1]
     image = ((frame.float().permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-    return image, clip["text"]
+    prompt = (clip_caption(clip) if cfg.captions else None) or cfg.prompt
+    return image, clip["text"], prompt
 
 
 def write_sample(folder: Path, path: Path, prompt: str, seconds: float, ref_image: np.ndarray, text: str) -> None:
-    """Stream up to `seconds` from the pipeline folder into an MP4 with the 50-step teacher sampler (a
-    pretrained model is not distilled yet)."""
+    """Stream up to `seconds` from the pipeline folder into an MP4 with the model's sampler (the teacher's,
+    with guidance, for a pretrained model)."""
     from streamchar.pipeline import StreamChar
     from streamchar.streaming.generate import stream_to_file
     from streamchar.streaming.session import StreamSession
 
     model = StreamChar.from_pretrained(folder)
-    session = StreamSession(model, text=text, ref_image=ref_image, prompt=prompt, max_seconds=seconds,
-                            sampler="teacher")
+    session = StreamSession(model, text=text, ref_image=ref_image, prompt=prompt, max_seconds=seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
     stream_to_file(session, path, progress=False)
 
@@ -338,23 +376,23 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     check_codecs(cfg, pipe)
     model = build_trainable(cfg, pipe)
     train_ds = build_datasets(cfg, pipe, cfg.train_split, train=True)
-    loader = LatentLoader(train_ds, seed=cfg.train.seed)
+    loader = LatentLoader(train_ds, batch_size=cfg.batch_size, seed=cfg.train.seed)
     val_fn, val_ds = None, None
     if (cfg.train.val_every and cfg.val_samples) or cfg.sample_every:
         val_ds = build_datasets(cfg, pipe, cfg.val_split, train=False)
     if cfg.train.val_every and cfg.val_samples:
-        val_fn = make_val_fn(val_ds, cfg.val_samples, cfg.stage)
+        val_fn = make_val_fn(val_ds, cfg.val_samples, cfg.stage, batch_size=cfg.batch_size)
     out_dir = Path(cfg.train.out_dir)
 
     on_checkpoint = None
     if cfg.sample_every:
-        ref_image, text = sample_inputs(pipe, val_ds if cfg.stage == 2 else None)
+        ref_image, text, prompt = sample_inputs(cfg, pipe, val_ds if cfg.stage == 2 else None)
         def on_checkpoint(ckpt: Path, step: int):  # samples from the checkpointed weights, rank 0 only
             if step % cfg.sample_every == 0:
                 tmp = out_dir / "samples" / ".pipeline"
                 export_pipeline(trainer, pipe, tmp)
                 if distributed.is_main():
-                    write_sample(tmp, out_dir / "samples" / f"step_{step:08d}.mp4", cfg.prompt, cfg.sample_seconds,
+                    write_sample(tmp, out_dir / "samples" / f"step_{step:08d}.mp4", prompt, cfg.sample_seconds,
                                  ref_image, text)
 
     trainer = Trainer(model, pretrain_loss, loader, cfg.train, blocks=model.blocks, val_fn=val_fn,
