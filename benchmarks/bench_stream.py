@@ -68,7 +68,8 @@ def make_session(model, ref_image, chunks: int, words: int, seed: int) -> Stream
     base = SENTENCE.split()
     text = " ".join(base[i % len(base)] for i in range(words))
     return StreamSession(model, text=text, ref_image=ref_image, prompt="a friendly presenter, studio light",
-                         seed=seed, max_seconds=chunks * model.cfg.chunk_seconds, stop_at_end=False)
+                         seed=seed, max_seconds=chunks * model.cfg.chunk_seconds, stop_at_end=False,
+                         sampler="student")  # the real-time path: the distilled 4-step sampler
 
 
 def main():

@@ -1,7 +1,8 @@
 """Pretraining throughput at `tiny` on CPU. Prints JSON.
 
 Default: batched micro-batches against one-sample micro-batches, in one process, same model, same data,
-same global batch (`--batch` samples per optimizer step): the real Trainer and loss on a random latent folder
+same global batch (`--batch` samples per optimizer step; the batched run groups items by prefix length, as
+pretraining does): the real Trainer and loss on a random latent folder
 shaped like SynthTalk (clips of 8 chunks, reference voices of 1-15 s, history up to 15 s). Reports
 samples/s of both, `speedup_batched`, the training FLOPs per sample (counted with torch's FlopCounterMode on
 one batched step: forward + backward), the achieved GFLOP/s, and the same run's fp32 GEMM rate (a 1024^3
@@ -89,19 +90,21 @@ def batched(args) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        need = (args.steps + 1) * args.batch
+        need = 32 * args.batch  # a length-grouping window of items
         latents = write_random_latents(tmp / "latents", tiny(), {"train": [8] * (need // 8 + 2), "val": [2]},
                                        tokens_per_chunk=5)
         results = {}
         for name, (bs, accum) in (("one_sample", (1, args.batch)), ("batched", (args.batch, 1))):
             cfg = PretrainConfig.from_dict({
                 "stage": 2, "data": str(latents), "val_samples": 0, "batch_size": bs, "ref_audio_prob": 0.5,
+                "group_by_length": bs > 1,
                 "train": {"steps": args.steps, "lr": 3e-4, "grad_accum": accum, "log_every": 1000,
                           "precision": "fp32", "out_dir": str(tmp / name)}})
             pipe = StreamChar.from_config(tiny(), seed=0)
             model = build_trainable(cfg, pipe)
             ds = build_datasets(cfg, pipe, "train", train=True)
-            trainer = Trainer(model, pretrain_loss, LatentLoader(ds, batch_size=bs, seed=0), cfg.train)
+            loader = LatentLoader(ds, batch_size=bs, seed=0, group_by_length=cfg.group_by_length)
+            trainer = Trainer(model, pretrain_loss, loader, cfg.train)
             trainer._iter = iter(trainer.data)
             model.train()
             for _ in range(args.warmup):
@@ -156,7 +159,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=2, help="steps excluded from the timing")
-    ap.add_argument("--batch", type=int, default=8, help="samples per optimizer step (batched vs one-sample)")
+    ap.add_argument("--batch", type=int, default=16, help="samples per optimizer step (batched vs one-sample)")
     ap.add_argument("--distributed", action="store_true", help="1 process vs 2 under torchrun instead")
     ap.add_argument("--global-batch", type=int, default=4, help="--distributed: samples per optimizer step (even)")
     ap.add_argument("--activation-checkpointing", action="store_true", help="--distributed runs")

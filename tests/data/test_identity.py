@@ -18,3 +18,15 @@ def test_identity_set_and_split():
 def test_bad_style_raises():
     with pytest.raises(StreamCharError):
         Identity(**{**IDENTITIES[0].__dict__, "hair_style": "mullet"})
+
+
+def test_captions_describe_each_character():
+    from streamchar.data.identity import IDENTITIES, caption, color_name
+
+    captions = [caption(i) for i in IDENTITIES]
+    assert len(set(captions)) == len(IDENTITIES)  # the prompt tells the characters apart
+    for identity, text in zip(IDENTITIES, captions):
+        assert color_name(identity.clothes_color) in text and color_name(identity.background[0]) in text
+        if identity.accessory != "none":
+            assert identity.accessory in text
+    assert color_name((200, 52, 52)) == "red" and color_name((44, 92, 184)) == "blue"

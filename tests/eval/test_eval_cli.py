@@ -35,13 +35,17 @@ def test_generate_then_score(synthtalk, tmp_path):
     assert len(keys) == 2
     for key in keys:  # the layout the scorer reads
         assert (videos / f"{key}.txt").read_text().strip()
-        assert json.loads((videos / f"{key}.timings.json").read_text())["chunks"] == 2
+        timings = json.loads((videos / f"{key}.timings.json").read_text())
+        assert timings["chunks"] == 2 and timings["speech_end_s"] > 1.0  # where the truth's last word ends
+        assert timings["prompt"].startswith("a cartoon person") and timings["sampler"] == "teacher"
         assert (videos / "refs" / f"{key}.png").is_file() and (videos / "refs" / f"{key}.mp4").is_file()
     report = json.loads((out / "report.json").read_text())
     assert report["protocol"]["videos_found"] == 2 and report["options"]["refs"] == str(videos / "refs")
     m = report["metrics"]
     assert m["rtf"]["value"] > 0 and m["first_chunk_s"]["videos"] == 2
     assert m["wer"]["value"] > 0.5  # random weights do not speak
+    end = m["stream_end_within_one_chunk"]  # cut at 2 chunks, the truth speaks for 5-20 s
+    assert end["videos"] == 2 and end["value"] == 0.0 and end["mean_error_chunks"] < -1
     assert {f"{k}.latency.png" for k in keys} <= {p.name for p in (out / "plots").iterdir()}
     assert "wer " in r.stdout and "proxy" in r.stdout
     # a second run keeps what is there

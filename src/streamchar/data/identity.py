@@ -157,4 +157,4 @@ def caption(identity: Identity) -> str:
     colour = color_name(identity.clothes_color)
     article = "an" if colour[0] in "aeiou" else "a"
     return (f"a cartoon person with {hair} and {skin} skin in {article} {colour} {clothes}{extra}"
-            f", talking in front of a {bg} background")
+            f", on a {bg} background")

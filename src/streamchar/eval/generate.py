@@ -7,7 +7,8 @@ of the transcript). Written per item, each file atomically:
 
     videos/<key>.mp4            the stream (H.264 + AAC)
     videos/<key>.txt            the transcript it was asked to speak (WER's reference)
-    videos/<key>.timings.json   per-chunk timings (the latency plot)
+    videos/<key>.timings.json   per-chunk timings (the latency plot), and when the item's truth says when its
+                                speech ends (SynthTalk), `speech_end_s`: where the stream should end
     refs/<key>.png              the reference portrait at the model's size (identity)
     refs/<key>.mp4              the ground-truth clip, when the item has one (FID / FVD)
 
@@ -70,7 +71,7 @@ def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Pat
                                 max_seconds=seconds or protocol.seconds, sampler=sampler)
         report = stream_to_file(session, mp4, progress=False)
         report.update(key=item.key, sampler=session.sampler, guidance=session.guidance, prompt=text_prompt,
-                      seed=seed + i, protocol=protocol.name)
+                      seed=seed + i, protocol=protocol.name, speech_end_s=item.meta.get("speech_end"))
         _write_bytes(videos / f"{item.key}.txt", (item.transcript + "\n").encode())
         write_json(report, timings)
         generated += 1

@@ -103,7 +103,8 @@ def synthtalk_items(folder: str | Path, protocol: Protocol, split: str = "test",
     if protocol.name == "short":
         for key, mp4, meta in clips[:n]:
             items.append(EvalItem(key, meta["text"], _first_frame(mp4), truth=mp4,
-                                  meta={"identity": meta["identity"], "duration": meta["duration"]},
+                                  meta={"identity": meta["identity"], "duration": meta["duration"],
+                                        "speech_end": meta["words"][-1]["end"] if meta.get("words") else None},
                                   prompt=caption(IDENTITIES[meta["identity"]])))
         return items
     need = max(protocol.min_words, int(protocol.seconds * WORDS_PER_SECOND))

@@ -370,6 +370,13 @@ def aggregate(entries: list[dict], extras: list[dict], backends: Backends, opts:
                                                             "duration (< 1: faster than playback)")
         out["first_chunk_s"] = _metric(float(np.mean([t["first_chunk_s"] for t in timed])),
                                        {"backend": "timings files", "proxy": False}, "lower", len(timed))
+    ends = [e["stream_end"]["error_chunks"] for e in entries if "stream_end" in e]
+    if ends:
+        rec_end = {"backend": "timings files (speech_end_s from the truth's word timings)", "proxy": False}
+        out["stream_end_within_one_chunk"] = _metric(
+            float(np.mean([abs(x) <= 1 for x in ends])), rec_end, "higher", len(ends),
+            aggregate="share of streams whose chunk count is within one of the chunk holding the truth's last word",
+            mean_error_chunks=float(np.mean(ends)))
     return out
 
 
@@ -403,6 +410,11 @@ def evaluate(videos: str | Path, out: str | Path, opts: EvalOptions, progress: b
             entry["latency"] = {"rtf": float(timings["rtf"]), "first_chunk_s": float(timings["first_chunk_s"]),
                                 "max_chunk_s": max(float(c["total_s"]) for c in timings["per_chunk"]),
                                 "chunks": len(timings["per_chunk"])}
+            if timings.get("speech_end_s") is not None:  # did the stream end where the truth's speech ends?
+                chunk = float(timings["chunk_seconds"])
+                truth = math.ceil(float(timings["speech_end_s"]) / chunk - 1e-9)  # the chunk of the last word
+                entry["stream_end"] = {"chunks": len(timings["per_chunk"]), "truth_chunks": truth,
+                                       "error_chunks": len(timings["per_chunk"]) - truth}
             extra["timings"] = timings
         entries.append(entry)
         extras.append(extra)

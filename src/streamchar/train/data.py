@@ -7,7 +7,9 @@ Protocol (any data source given to `Trainer`):
     load_state_dict(s)  go back to that position; the next iter() continues from there
 
 The reference `ResumableSampler` shuffles with a generator seeded by (seed, epoch), so an epoch's order
-never depends on the global RNG, and shards each *global* batch across ranks: global batch b holds
+never depends on the global RNG (with `lengths`, neighbours in the shuffled order are grouped by length so a
+padded batch wastes little: each window of `group` global batches is sorted, cut into batches, and the
+batches of the window are shuffled), and shards each *global* batch across ranks: global batch b holds
 perm[b*B*W : (b+1)*B*W] (B = per-rank batch size, W = world size) and rank r takes the r-th slice of B.
 So one process with batch size B*W sees exactly the union of what W processes with batch size B see.
 """
@@ -27,8 +29,13 @@ class ResumableSampler:
     """Yields lists of dataset indices (this rank's share of each global batch); drops the last partial batch."""
 
     def __init__(self, length: int, batch_size: int, seed: int = 0, shuffle: bool = True,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, lengths: Sequence[int] | None = None,
+                 group: int = 32):
         self.length, self.batch_size, self.seed, self.shuffle = length, batch_size, seed, shuffle
+        if lengths is not None and len(lengths) != length:
+            raise StreamCharError(f"lengths has {len(lengths)} entries for {length} items")
+        self.lengths = None if lengths is None else torch.as_tensor(lengths, dtype=torch.float64)
+        self.group = group
         self.rank = distributed.get_rank() if rank is None else rank
         self.world_size = distributed.get_world_size() if world_size is None else world_size
         if batch_size < 1:
@@ -46,7 +53,18 @@ class ResumableSampler:
         if not self.shuffle:
             return torch.arange(self.length)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.length, generator=g)  # (length,)
+        perm = torch.randperm(self.length, generator=g)  # (length,)
+        if self.lengths is None:
+            return perm
+        G = self.global_batch
+        window = G * self.group
+        out = []
+        for start in range(0, self.batches_per_epoch * G, window):
+            block = perm[start:min(start + window, self.batches_per_epoch * G)]
+            block = block[torch.argsort(self.lengths[block], stable=True)]  # similar lengths side by side
+            batches = block.view(-1, G)
+            out.append(batches[torch.randperm(len(batches), generator=g)].flatten())
+        return torch.cat(out + [perm[self.batches_per_epoch * G:]])
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = self.order(self.epoch)
@@ -73,9 +91,10 @@ class ResumableLoader:
     """Batches `collate_fn([dataset[i] for i in indices])` in the order of a `ResumableSampler` (in-process)."""
 
     def __init__(self, dataset: Sequence, batch_size: int, seed: int = 0, shuffle: bool = True,
-                 rank: int | None = None, world_size: int | None = None, collate_fn: Callable = default_collate):
+                 rank: int | None = None, world_size: int | None = None, collate_fn: Callable = default_collate,
+                 lengths: Sequence[int] | None = None):
         self.dataset, self.collate_fn = dataset, collate_fn
-        self.sampler = ResumableSampler(len(dataset), batch_size, seed, shuffle, rank, world_size)
+        self.sampler = ResumableSampler(len(dataset), batch_size, seed, shuffle, rank, world_size, lengths)
 
     def __iter__(self) -> Iterator:
         for indices in self.sampler:

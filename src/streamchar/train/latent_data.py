@@ -110,6 +110,11 @@ class LatentChunks:
     def __getitem__(self, i: int) -> dict:
         return self.sample(i, np.random.default_rng([self.seed, i]))
 
+    def lengths(self) -> list[int]:
+        """Each item's orchestrator prefix length without the reference voice (history + transcript), for
+        batches of similar lengths (`LatentLoader(group_by_length=True)`)."""
+        return [min(k * self.A, self.history_frames) + len(self.clips[c]["token_ids"]) for c, k in self.items]
+
     def clip_prompt(self, clip: dict) -> tuple[list[int], torch.Tensor]:
         key = (clip["caption"], clip["identity"])
         if key not in self._prompts:
@@ -175,12 +180,14 @@ def collate(samples: list[dict]) -> dict:
 
 class LatentLoader(ResumableLoader):
     """A ResumableLoader that hands `dataset.sample` a Generator seeded from (seed, epoch, index): each
-    epoch draws new reference voices / dropouts, and a resumed run (same position) draws the same ones."""
+    epoch draws new reference voices / dropouts, and a resumed run (same position) draws the same ones.
+    `group_by_length`: batches of items with similar prefix lengths (less padding in the orchestrator)."""
 
     def __init__(self, dataset: LatentChunks, batch_size: int = 1, seed: int = 0, shuffle: bool = True, rank=None,
-                 world_size=None):
+                 world_size=None, group_by_length: bool = False):
         super().__init__(dataset, batch_size=batch_size, seed=seed, shuffle=shuffle, rank=rank,
-                         world_size=world_size, collate_fn=collate)
+                         world_size=world_size, collate_fn=collate,
+                         lengths=dataset.lengths() if group_by_length else None)
 
     def __iter__(self):
         for indices in self.sampler:

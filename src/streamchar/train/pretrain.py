@@ -64,6 +64,7 @@ class PretrainConfig(YamlConfig):
     captions: bool = True  # a clip's prompt is its caption: its metadata's "caption", SynthTalk: its character's
     prompt: str = "a person talking to the camera"  # the prompt of clips without one (or of all: captions false)
     batch_size: int = 8  # samples per micro-batch (per rank)
+    group_by_length: bool = True  # micro-batches of similar prefix lengths (history + transcript): less padding
     uncond_prob: float = 0.1  # prompt, reference frame and audio condition dropped together (guidance)
     cond_dropout: float = 0.05  # each of them dropped alone
     ref_audio_prob: float = 0.5  # a reference voice (another clip of the same voice) in e_ref
@@ -376,7 +377,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     check_codecs(cfg, pipe)
     model = build_trainable(cfg, pipe)
     train_ds = build_datasets(cfg, pipe, cfg.train_split, train=True)
-    loader = LatentLoader(train_ds, batch_size=cfg.batch_size, seed=cfg.train.seed)
+    loader = LatentLoader(train_ds, batch_size=cfg.batch_size, seed=cfg.train.seed, group_by_length=cfg.group_by_length)
     val_fn, val_ds = None, None
     if (cfg.train.val_every and cfg.val_samples) or cfg.sample_every:
         val_ds = build_datasets(cfg, pipe, cfg.val_split, train=False)
