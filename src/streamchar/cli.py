@@ -313,7 +313,7 @@ def cmd_eval(args) -> int:
             model = StreamChar.from_config(preset(args.preset), seed=args.seed).to(device)
         model = model.to(inference_dtype(device))
         done = generate_items(model, items, protocol, Path(args.videos), refs, seconds=seconds, sampler=args.sampler,
-                              seed=args.seed, progress=not args.quiet)
+                              seed=args.seed, guidance=args.guidance, progress=not args.quiet)
         print(f"streamchar: {done['generated']} stream(s) generated, {done['kept']} kept from an earlier run, "
               f"into {args.videos}", file=sys.stderr)
     elif args.score_truth:
@@ -483,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seconds", default=None, help="stream length (default: the protocol's)")
     gen.add_argument("--sampler", default=None, choices=["student", "teacher"],
                      help="default: the checkpoint's (the teacher unless the model is distilled)")
+    gen.add_argument("--guidance", type=float, nargs=2, metavar=("VIDEO", "AUDIO"),
+                     help="the teacher's guidance scales (default: the checkpoint's)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default="auto", help="device for generation")
     e.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -349,6 +349,9 @@ def paper() -> StreamCharConfig:
                                         intermediate_size=11008, vocab_size=151936,
                                         max_position_embeddings=32768, rope_theta=1_000_000.0),
         pap=PAPConfig(dim=256),
+        # Wan2.2-TI2V's sampling guidance (5.0) for video; audio unguided until a paper-scale teacher is
+        # measured (none can be trained here).
+        stream=StreamConfig(guidance_video=5.0),
     ).validate()
 
 
