@@ -163,3 +163,12 @@ def test_strided_frames_are_written_as_they_read(tmp_path):
         with av.open(str(tmp_path / f"{name}.mp4")) as c:
             outs.append(np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_index_at_the_front(tmp_path):
+    """Fast start: the moov box comes before mdat, so a player starts while the file downloads."""
+    out = tmp_path / "out.mp4"
+    with MP4Writer(out, width=64, height=64, sample_rate=SR) as w:
+        w.write(*chunk(0))
+    data = out.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")

@@ -9,17 +9,25 @@ import numpy as np
 from streamchar.errors import StreamCharError
 
 
+MAX_IMAGE_PIXELS = 64_000_000  # a reference image larger than this (e.g. 8000 x 8000) is refused
+
+
 def load_image(path: str | Path, height: int, width: int) -> np.ndarray:
-    """-> (height, width, 3) uint8 RGB: scaled to cover, then centre-cropped."""
-    from PIL import Image, UnidentifiedImageError
+    """-> (height, width, 3) uint8 RGB, upright by its EXIF orientation: scaled to cover, then centre-cropped."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    if path.is_dir():
+        raise StreamCharError(f"reference image {path} is a folder, not an image file")
     if not path.is_file():
         raise StreamCharError(f"reference image not found: {path}")
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise StreamCharError(f"reference image {path} is {im.width}x{im.height}: larger than the "
+                                      f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels accepted; scale it down first")
+            im = ImageOps.exif_transpose(im).convert("RGB")  # phone photos: rotate as the camera held them
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise StreamCharError(f"cannot read reference image {path}: not an image file ({e.__class__.__name__})") from None
     return fit_image(im, height, width)
 

@@ -83,7 +83,9 @@ class MP4Writer:
         self._closed = False
 
         self.tmp_path = parent / f".{self.path.name}.{os.getpid()}.partial.mp4"
-        self._container = av.open(str(self.tmp_path), mode="w", format="mp4")
+        # faststart: the index (moov) goes to the front when the file is closed, so a browser plays it while
+        # it downloads
+        self._container = av.open(str(self.tmp_path), mode="w", format="mp4", options={"movflags": "+faststart"})
         try:
             self._video = self._container.add_stream(
                 "libx264", rate=fps, options={"crf": str(crf), "preset": preset}
