@@ -97,7 +97,7 @@ def test_generate_random_init_writes_mp4_and_timings(tmp_path, ref_image):
 
     report = json.loads(timings.read_text())
     assert report["chunks"] == chunks
-    assert report["rtf"] > 0 and report["first_chunk_s"] > 0
+    assert report["rtf"] > 0 and report["first_chunk_s"] > 0 and report["rtf_steady"] > 0
     assert len(report["per_chunk"]) == chunks
     for i, c in enumerate(report["per_chunk"]):
         assert c["index"] == i
@@ -148,6 +148,7 @@ BAD_INPUTS = {
     "max-seconds-0": (["--max-seconds", "0"], "max-seconds"),
     "max-seconds-neg": (["--max-seconds", "-2"], "max-seconds"),
     "max-seconds-abc": (["--max-seconds", "abc"], "max-seconds"),
+    "max-seconds-huge": (["--max-seconds", "1e9"], "at most"),
     "out-folder-missing": (["--out", "{tmp}/out/missing/x.mp4"], "does not exist"),
     "checkpoint-missing": (["--checkpoint", "{tmp}/no_ckpt"], "no such folder, and not a bundled model"),
     "audio-is-text": (["--ref-audio", "{tmp}/notes.txt"], "reference audio"),

@@ -17,13 +17,18 @@ NO_MODEL = ("no trained model is bundled yet: pass --checkpoint DIR for a traine
             "or --random-init to stream with random weights")
 
 
-def _positive(value: str, option: str = "--max-seconds") -> float:
+MAX_STREAM_SECONDS = 24 * 3600.0  # --max-seconds accepts up to a day of video
+
+
+def _positive(value: str, option: str = "--max-seconds", upper: float = MAX_STREAM_SECONDS) -> float:
     try:
         x = float(value)
     except ValueError:
         raise StreamCharError(f"{option} must be a number, got {value!r}") from None
     if not x > 0 or x != x or x == float("inf"):
         raise StreamCharError(f"{option} must be > 0, got {value}")
+    if x > upper:
+        raise StreamCharError(f"{option} must be at most {upper:g} s (a day of video), got {value}")
     return x
 
 
@@ -81,8 +86,9 @@ def cmd_generate(args) -> int:
                   random_init=args.checkpoint is None)
     if timings is not None:
         write_json(report, timings)
-    print(f"streamchar: wrote {out} ({report['chunks']} chunks, {report['seconds']:.3f} s, "
-          f"real-time factor {report['rtf']:.2f} on {device})", file=sys.stderr)
+    print(f"streamchar: wrote {out} ({report['chunks']} chunks, {report['seconds']:.3f} s, real-time factor "
+          f"{report['rtf_steady']:.2f} after a first chunk of {report['first_chunk_s']:.2f} s, on {device})",
+          file=sys.stderr)
     return 0
 
 
@@ -379,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", help="a trained model folder (see StreamChar.save_pretrained)")
     g.add_argument("--preset", default="tiny", choices=["tiny", "paper"], help="with --random-init (a checkpoint has its own)")
     g.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
-    g.add_argument("--max-seconds", default=None, help="stop after this much video (default: the config's)")
+    g.add_argument("--max-seconds", default=None,
+                   help="stop after this much video, rounded up to whole 1.375 s chunks (default: the config's, "
+                        "600 s; at most a day); the stream ends earlier when the transcript is spoken")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--sampler", default=None, choices=["student", "teacher"],
                    help="the 4-step student or the Euler teacher with guidance (default: the checkpoint's: the "

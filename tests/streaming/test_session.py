@@ -126,3 +126,18 @@ def test_sampler_follows_the_checkpoint(model):
     distilled = StreamChar(cfg, model.dit, model.orchestrator, model.video_codec, model.audio_codec,
                            model.text_encoder, model.tokenizer)
     assert StreamSession(distilled, text=TEXT, ref_image=IMG).sampler == "student"
+
+
+def test_estimated_chunks_follow_the_text_and_the_pointer(model):
+    short = StreamSession(model, text="hello there", ref_image=IMG, max_seconds=600)
+    assert short.estimated_chunks() <= 3  # two words, not 437 chunks of max_seconds
+    s = StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=600)
+    with torch.no_grad():
+        model.orchestrator.pap.offset.bias.fill_(2.0)  # the pointer: a couple of tokens per chunk
+    try:
+        s.step()
+        assert s.estimated_chunks() == max(1, min(437, -(-len(s.transcript) // max(s.state.spoken, 1e-9))))
+    finally:
+        with torch.no_grad():
+            model.orchestrator.pap.offset.bias.zero_()
+    assert StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=4, stop_at_end=False).estimated_chunks() == 3

@@ -8,7 +8,6 @@ import numpy as np
 
 from streamchar.errors import StreamCharError
 
-
 MAX_IMAGE_PIXELS = 64_000_000  # a reference image larger than this (e.g. 8000 x 8000) is refused
 
 

@@ -20,6 +20,7 @@ State is bounded (motion, sink, 15 s of history), so memory does not grow with s
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ from streamchar.device import sync
 from streamchar.diffusion.samplers import euler_sample, guided, student_sample, student_timesteps
 from streamchar.errors import StreamCharError
 from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record, collate
+
+WORDS_PER_SECOND = 2.6  # a speaking pace, only for the first estimate of a stream's length
 
 
 @dataclass
@@ -88,7 +91,8 @@ class StreamSession:
         self.done = False
 
         tok = model.tokenizer
-        transcript = tok(text.strip(), add_special_tokens=False)["input_ids"]
+        self.text = text.strip()
+        transcript = tok(self.text, add_special_tokens=False)["input_ids"]
         if not transcript:
             raise StreamCharError("the transcript has no tokens after tokenization")
         self.timesteps = student_timesteps(cfg.stream.student_timesteps, cfg.stream.shift)
@@ -193,6 +197,19 @@ class StreamSession:
     def __iter__(self):
         while not self.done:
             yield self.step()
+
+    def estimated_chunks(self) -> int:
+        """How many chunks this stream will have: from the pointer's pace once it has spoken (tokens per chunk
+        so far), before that from the transcript at ~2.6 words/s; never more than `max_seconds` allows."""
+        cap = math.ceil(self.max_seconds / self.cfg.chunk_seconds - 1e-9)
+        if not self.stop_at_end:
+            return cap
+        st, n = self.state, len(self.inputs.transcript)
+        if st.index and st.spoken > 0:
+            guess = math.ceil(st.index * n / st.spoken)
+        else:
+            guess = math.ceil(len(self.text.split()) / WORDS_PER_SECOND / self.cfg.chunk_seconds) + 1
+        return max(st.index, min(cap, guess))
 
     @property
     def seconds(self) -> float:
