@@ -156,10 +156,13 @@ def cmd_cost(args) -> int:
 
 
 def cmd_data_synthtalk(args) -> int:
+    from streamchar.atomic import atomic_folder, check_output_folder
     from streamchar.data.synthtalk import generate
 
-    summary = generate(args.out, args.num, seed=args.seed, size=args.size, long=args.long,
-                       shard_size=args.shard_size, workers=args.workers, progress=not args.quiet)
+    out = check_output_folder(args.out, "--out", args.overwrite)
+    with atomic_folder(out) as tmp:  # a stopped run leaves nothing; --overwrite replaces the old set when done
+        summary = generate(tmp, args.num, seed=args.seed, size=args.size, long=args.long,
+                           shard_size=args.shard_size, workers=args.workers, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -201,9 +204,11 @@ def cmd_eval_codecs(args) -> int:
 
 
 def cmd_data_encode(args) -> int:
+    from streamchar.atomic import atomic_folder, check_output_folder
+
     if not Path(args.shards).is_dir():
         raise StreamCharError(f"--shards folder not found: {args.shards}")
-    out = _parent_exists(args.out, "--out")
+    out = check_output_folder(args.out, "--out", args.overwrite)
     if (args.checkpoint is None) == (not args.random_init):
         raise StreamCharError("choose the codecs: --checkpoint DIR (trained) or --random-init (random, for tests)")
     from streamchar.config import preset
@@ -219,7 +224,8 @@ def cmd_data_encode(args) -> int:
         print("streamchar: encoding with RANDOM codecs (--random-init): the latents only test the pipeline",
               file=sys.stderr)
         model, source = StreamChar.from_config(preset(args.preset)).to(device), f"random-init:{args.preset}"
-    summary = encode_shards(args.shards, out, model, device, source=source, progress=not args.quiet)
+    with atomic_folder(out) as tmp:  # a stopped run leaves nothing; --overwrite replaces the old folder when done
+        summary = encode_shards(args.shards, tmp, model, device, source=source, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -439,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--shard-size", type=int, default=50, help="clips per shard")
     st.add_argument("--workers", type=int, default=None, help="processes (default: the CPU cores)")
     st.add_argument("--quiet", action="store_true")
+    st.add_argument("--overwrite", action="store_true", help="replace an existing data set in --out (once the new "
+                                                             "one is complete)")
     st.set_defaults(func=cmd_data_synthtalk)
     en = d.add_parser("encode", help="SynthTalk shards -> latent shards (video/audio latents, tokens, PAP targets)")
     en.add_argument("--shards", required=True, help="a SynthTalk folder (with index.json)")
@@ -448,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
     en.add_argument("--device", default="auto")
     en.add_argument("--quiet", action="store_true")
+    en.add_argument("--overwrite", action="store_true", help="replace an existing latent folder in --out (once "
+                                                             "the new one is complete)")
     en.set_defaults(func=cmd_data_encode)
 
     e = sub.add_parser("eval", help="score generated videos under the paper's protocols (report, summary, plots)")

@@ -100,3 +100,26 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("streamchar.data.speech.espeak_available", lambda: False)
     assert main(["data", "synthtalk", "--num", "2", "--out", str(tmp_path / "x")]) == 2
     assert "espeak-ng is not installed" in capsys.readouterr().err
+
+
+def test_cli_never_replaces_a_data_set_silently(tmp_path, capsys, monkeypatch):
+    """An existing data set is refused unless --overwrite, which replaces it only once the new one is complete;
+    a failed run leaves the old one as it was and no partial folder."""
+    def fake_generate(out, num, **kw):
+        if num == 3:
+            raise StreamCharError("stopped")
+        (out / "index.json").write_text(f'{{"num": {num}}}')
+        return {"num": num}
+
+    monkeypatch.setattr("streamchar.data.synthtalk.generate", fake_generate)
+    out = tmp_path / "set"
+    assert main(["data", "synthtalk", "--num", "1", "--out", str(out)]) == 0
+    assert main(["data", "synthtalk", "--num", "2", "--out", str(out)]) == 2
+    assert "already holds data; pass --overwrite" in capsys.readouterr().err
+    assert main(["data", "synthtalk", "--num", "3", "--out", str(out), "--overwrite"]) == 2  # fails midway
+    assert (out / "index.json").read_text() == '{"num": 1}' and sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    assert main(["data", "synthtalk", "--num", "2", "--out", str(out), "--overwrite"]) == 0
+    assert (out / "index.json").read_text() == '{"num": 2}'
+    (tmp_path / "file").write_text("x")
+    assert main(["data", "synthtalk", "--num", "1", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file; give a folder name" in capsys.readouterr().err
