@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -207,7 +208,8 @@ class Trainer:
                     val = self.validate()
                     metrics.log(self.step, val)
                     if main:
-                        bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+                        bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in val.items()),
+                                  file=sys.stderr)  # stdout is the command's JSON
                 if cfg.ckpt_every and (self.step % cfg.ckpt_every == 0 or self.step == cfg.steps):
                     self.save()
         finally:
