@@ -60,3 +60,15 @@ def test_parameter_counts_on_meta_device():
     assert counts["dit"] == sum(p.numel() for p in real.dit.parameters())
     assert counts["orchestrator"] + counts["pap"] == sum(p.numel() for p in real.orchestrator.parameters())
     assert 1e6 < counts["dit"] < 1e7  # "a few M params"
+
+
+@pytest.mark.parametrize("component", ["video_codec", "audio_codec", "text_encoder"])
+def test_damaged_component_folders_name_the_folder(model, tmp_path, component):
+    """Every component of a pipeline folder, not only the DiT and orchestrator: a truncated weights file is a
+    one-line error naming the component's folder."""
+    model.save_pretrained(tmp_path / "ckpt")
+    files = sorted((tmp_path / "ckpt" / component).rglob("*.safetensors"))
+    assert files
+    files[0].write_bytes(files[0].read_bytes()[:1000])  # truncated
+    with pytest.raises(StreamCharError, match=f"cannot load the {component.replace('_', ' ')} from .*{component}"):
+        StreamChar.from_pretrained(tmp_path / "ckpt")

@@ -77,9 +77,10 @@ class StreamChar(nn.Module):
         from streamchar.models.weights import load_orchestrator_weights, load_wan_into_dit
 
         v, a, t = cfg.video, cfg.audio, cfg.text
-        video, audio = build_video_codec(v), build_audio_codec(a)
-        text = T5PromptEncoder.from_pretrained(t.path, max_length=t.max_length) if t.path else \
-            T5PromptEncoder.tiny(tokenizer, dim=t.dim, max_length=t.max_length)
+        video = _component("video codec", v.path, lambda: build_video_codec(v))
+        audio = _component("audio codec", a.path, lambda: build_audio_codec(a))
+        text = _component("text encoder", t.path, lambda: T5PromptEncoder.from_pretrained(t.path, max_length=t.max_length)
+                          if t.path else T5PromptEncoder.tiny(tokenizer, dim=t.dim, max_length=t.max_length))
         _check_codecs(cfg, video, audio, text)
         with init_empty_weights(include_buffers=False) if empty else contextlib.nullcontext():
             dit, orchestrator = JointDiT.from_config(cfg), Orchestrator.from_config(cfg)
@@ -147,6 +148,19 @@ WEIGHTS = "model.safetensors"
 
 def _qualname(obj) -> str:
     return f"{type(obj).__module__}.{type(obj).__name__}"
+
+
+def _component(name: str, path: str | None, build):
+    """Build one component from its folder; a damaged folder (truncated weights, bad config) is a one-line
+    error naming it, not a library traceback."""
+    try:
+        return build()
+    except StreamCharError:
+        raise
+    except Exception as e:  # diffusers / transformers / safetensors raise many kinds
+        where = f" from {path}" if path else ""
+        raise StreamCharError(f"cannot load the {name}{where}: {e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
+                              ) from None
 
 
 def load_weights(module: nn.Module, file: Path) -> None:
