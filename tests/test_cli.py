@@ -152,6 +152,7 @@ BAD_INPUTS = {
     "out-folder-missing": (["--out", "{tmp}/out/missing/x.mp4"], "does not exist"),
     "checkpoint-missing": (["--checkpoint", "{tmp}/no_ckpt"], "no such folder, and not a bundled model"),
     "audio-is-text": (["--ref-audio", "{tmp}/notes.txt"], "reference audio"),
+    "paper-random": (["--preset", "paper"], "--random-init builds the tiny preset only"),
 }
 
 

@@ -47,6 +47,9 @@ def test_convert_assembles_a_working_pipeline(folders, tmp_path, capsys):
                  "--wan", str(r / "wan"), "--qwen", str(r / "qwen"), "--text-encoder", str(r / "t5"),
                  "--video-vae", str(r / "vae"), "--audio-vae", str(r / "audio")])
     assert code == 0
+    again = ["convert", "--preset", "tiny", "--out", str(tmp_path / "ckpt"), "--audio-vae", str(r / "audio")]
+    assert main(again) == 2  # never replaced silently
+    assert "already holds data; pass --overwrite" in capsys.readouterr().err
     model = StreamChar.from_pretrained(tmp_path / "ckpt")
     cfg = model.cfg
     assert (cfg.dit.dim, cfg.dit.num_layers, cfg.dit.ffn_dim) == (128, 2, 256)

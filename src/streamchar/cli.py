@@ -51,6 +51,10 @@ def cmd_generate(args) -> int:
         raise StreamCharError(NO_MODEL)
     if args.checkpoint is not None and args.random_init:
         raise StreamCharError("--checkpoint and --random-init exclude each other: choose one")
+    if args.random_init and args.preset == "paper":
+        raise StreamCharError("--random-init builds the tiny preset only: the paper preset needs the Wan2.2 VAE "
+                              "and the Oobleck VAE from your disk; assemble them with `streamchar convert --preset "
+                              "paper --video-vae ... --audio-vae ...` and pass the result as --checkpoint")
     if args.checkpoint is not None:
         args.checkpoint = _model_folder(args.checkpoint)
     for option, path in (("--ref-image", args.ref_image), ("--ref-audio", args.ref_audio)):
@@ -118,7 +122,9 @@ def cmd_info(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    out = _parent_exists(args.out, "--out")
+    from streamchar.atomic import check_output_folder
+
+    out = check_output_folder(args.out, "--out", args.overwrite)  # a pipeline folder, written whole
     folders = dict(wan=args.wan, qwen=args.qwen, text_encoder=args.text_encoder, video_vae=args.video_vae,
                    audio_vae=args.audio_vae)
     for name, path in folders.items():
@@ -420,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--video-vae", help="video codec folder: diffusers AutoencoderKLWan or the tiny video codec")
     c.add_argument("--audio-vae", help="audio codec folder: diffusers AutoencoderOobleck or the tiny audio codec")
     c.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    c.add_argument("--overwrite", action="store_true", help="replace an existing folder in --out (once the new "
+                                                            "one is complete)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config setting for what no folder defines, e.g. --set dit.dim=192 (repeatable)")
     c.add_argument("--seed", type=int, default=0, help="seed of the weights no folder gives")
