@@ -230,3 +230,12 @@ def test_info_paper_sizes():
     assert p["dit"] > 5e9
     assert 2.5e9 < p["orchestrator_lm"] < 3.5e9  # Qwen2.5-3B, tied embeddings: ~3.09e9
     assert p["total"] == p["dit"] + p["orchestrator"] + p["pap"]
+
+
+def test_version(capsys):
+    from streamchar import __version__
+    from streamchar.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"streamchar {__version__}"

@@ -385,7 +385,10 @@ def _write_truth(args, protocol) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streamchar import __version__
+
     p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
+    p.add_argument("--version", action="version", version=f"streamchar {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="stream a character speaking TEXT into an MP4 file")
