@@ -5,6 +5,7 @@
 # Every step resumes or is skipped when its result is already there, so an interrupted run goes on.
 #   bash scripts/train_tiny.sh                       # defaults below (several hours on 2 cores)
 #   RUN=runs/x CLIPS=64 JUDGE_STEPS=100 STAGE2_STEPS=200 bash scripts/train_tiny.sh
+#   REUSE_BUNDLED=1 bash scripts/train_tiny.sh      # the bundled judge and tiny-codecs instead of training them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,12 @@ mkdir -p "$RUN"
 
 step() { echo "== $(date +%H:%M:%S) $*" >&2; }
 
+if [ "${REUSE_BUNDLED:-0}" = 1 ]; then  # start from the shipped judge and codecs (skips hours of training)
+  mkdir -p "$RUN/judge"
+  [ -e "$RUN/judge/judge" ] || ln -s "$PWD/src/streamchar/bundled/judge" "$RUN/judge/judge"
+  [ -e "$RUN/tiny-codecs" ] || ln -s "$PWD/src/streamchar/bundled/tiny-codecs" "$RUN/tiny-codecs"
+fi
+
 if [ ! -f "$RUN/synthtalk/index.json" ]; then
   step "SynthTalk: $CLIPS clips ($LONG long)"
   rm -rf "$RUN/synthtalk"
@@ -35,14 +42,14 @@ step "speech judge ($JUDGE_STEPS steps) and video codec ($VIDEO_STEPS steps), si
 [ -f "$RUN/judge/judge/model.safetensors" ] || $SC train asr-judge --data "$RUN/synthtalk" \
   --out-dir "$RUN/judge" --steps "$JUDGE_STEPS" > "$RUN/judge.log" 2>&1 &
 judge=$!
-[ -f "$RUN/codec_video/codec/config.json" ] || $SC train codec-video --data "$RUN/synthtalk" \
+[ -f "$RUN/codec_video/codec/config.json" ] || [ -f "$RUN/tiny-codecs/model_index.json" ] || $SC train codec-video --data "$RUN/synthtalk" \
   --out-dir "$RUN/codec_video" --steps "$VIDEO_STEPS" > "$RUN/codec_video.log" 2>&1 &
 video=$!
 wait $judge || { tail -20 "$RUN/judge.log"; exit 1; }
 wait $video || { tail -20 "$RUN/codec_video.log"; exit 1; }
 
 step "audio codec ($AUDIO_STEPS steps)"
-[ -f "$RUN/codec_audio/codec/config.json" ] || $SC train codec-audio --data "$RUN/synthtalk" \
+[ -f "$RUN/codec_audio/codec/config.json" ] || [ -f "$RUN/tiny-codecs/model_index.json" ] || $SC train codec-audio --data "$RUN/synthtalk" \
   --out-dir "$RUN/codec_audio" --steps "$AUDIO_STEPS" > "$RUN/codec_audio.log" 2>&1
 
 if [ ! -f "$RUN/tiny-codecs/model_index.json" ]; then
