@@ -4,7 +4,7 @@ budget and compares validation losses at equal CPU time. Prints JSON and writes 
     python scripts/size_sweep.py --init-codecs runs/tiny/tiny-codecs --latents runs/tiny/latents --out runs/sweep
 
 Each size is a pipeline folder made by `streamchar convert --set ...` (the trained codecs, a fresh DiT and
-orchestrator of that size), then `streamchar train pretrain` (stage 2, configs/pretrain_tiny.yaml) with one
+orchestrator of that size), then `streamchar train pretrain` (stage 2, the installed config pretrain_tiny) with one
 thread per run, `--parallel` runs side by side (one core each). Validation (the fixed val samples of the
 config) runs every `--val-every` steps; a run stops at `--steps` or when its wall time passes `--minutes`,
 whichever comes first (it is resumable: run the script again to go on). The comparison reads each run's
@@ -76,7 +76,7 @@ def main():
     ap.add_argument("--init-codecs", required=True, help="a pipeline or skeleton folder with the trained codecs")
     ap.add_argument("--latents", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--config", default="configs/pretrain_tiny.yaml")
+    ap.add_argument("--config", default="pretrain_tiny")
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--minutes", type=float, default=15.0, help="wall-time budget per run (one core)")

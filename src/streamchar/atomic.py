@@ -8,8 +8,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from streamchar.errors import StreamCharError
-
 
 @contextlib.contextmanager
 def atomic_folder(path: str | Path):
@@ -29,17 +27,3 @@ def atomic_folder(path: str | Path):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-
-def check_output_folder(path: str | Path, option: str, overwrite: bool = False) -> Path:
-    """An output folder a command is about to write (whole, with `atomic_folder`): its parent must exist; an
-    existing file there, or an existing folder with anything in it unless `overwrite`, is an error naming it.
-    Nothing is ever replaced silently."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise StreamCharError(f"{option}: folder {path.parent} does not exist")
-    if path.exists() and not path.is_dir():
-        raise StreamCharError(f"{option} {path} is a file; give a folder name")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise StreamCharError(f"{option} {path} already holds data; pass --overwrite to replace it (the new "
-                              "folder replaces it only once complete), or choose another folder")
-    return path

@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from streamchar.configs import resolve_config
 from streamchar.errors import StreamCharError
+from streamchar.paths import input_file, input_folder, output_file, output_folder, run_folder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local paths only
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,21 +34,14 @@ def _positive(value: str, option: str = "--max-seconds", upper: float = MAX_STRE
     return x
 
 
-def _parent_exists(path: str, option: str) -> Path:
-    p = Path(path)
-    if p.exists() and p.is_dir():
-        raise StreamCharError(f"{option} {path} is a folder; give a file name")
-    if not p.parent.is_dir():
-        raise StreamCharError(f"{option}: folder {p.parent} does not exist")
-    return p
-
-
 def cmd_generate(args) -> int:
     if not args.text or not args.text.strip():
         raise StreamCharError("--text is empty: give some text to speak")
     max_seconds = _positive(args.max_seconds) if args.max_seconds is not None else None
-    out = _parent_exists(args.out, "--out")
-    timings = _parent_exists(args.timings, "--timings") if args.timings else None
+    if args.guidance is not None and not all(0 < g < float("inf") for g in args.guidance):
+        raise StreamCharError(f"--guidance takes two scales > 0 (video, audio), got {args.guidance}")
+    out = output_file(args.out, "--out")
+    timings = output_file(args.timings, "--timings") if args.timings else None
     if args.checkpoint is None and not args.random_init:
         raise StreamCharError(NO_MODEL)
     if args.checkpoint is not None and args.random_init:
@@ -58,9 +53,8 @@ def cmd_generate(args) -> int:
     if args.checkpoint is not None:
         args.checkpoint = _model_folder(args.checkpoint)
     for option, path in (("--ref-image", args.ref_image), ("--ref-audio", args.ref_audio)):
-        if path is not None and not Path(path).is_file():
-            raise StreamCharError(f"{option} not found: {path}")
-
+        if path is not None:
+            input_file(path, option)
 
     from streamchar.config import StreamCharConfig, preset
     from streamchar.device import inference_dtype, pick_device
@@ -122,14 +116,12 @@ def cmd_info(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from streamchar.atomic import check_output_folder
-
-    out = check_output_folder(args.out, "--out", args.overwrite)  # a pipeline folder, written whole
+    out = output_folder(args.out, "--out", args.overwrite)  # a pipeline folder, written whole
     folders = dict(wan=args.wan, qwen=args.qwen, text_encoder=args.text_encoder, video_vae=args.video_vae,
                    audio_vae=args.audio_vae)
     for name, path in folders.items():
-        if path is not None and not Path(path).is_dir():
-            raise StreamCharError(f"--{name.replace('_', '-')} folder not found: {path}")
+        if path is not None:
+            input_folder(path, f"--{name.replace('_', '-')}")
     if all(v is None for v in folders.values()) and not args.set:
         raise StreamCharError("nothing to convert: give at least one of --wan, --qwen, --text-encoder, "
                               "--video-vae, --audio-vae (or --set)")
@@ -140,7 +132,7 @@ def cmd_convert(args) -> int:
     if args.codecs_only:
         if any(folders[k] is not None for k in ("wan", "qwen", "text_encoder")) or args.set:
             raise StreamCharError("--codecs-only takes --video-vae and --audio-vae only")
-        card = Path(args.card).read_text() if args.card else None
+        card = input_file(args.card, "--card").read_text(errors="replace") if args.card else None
         report = codecs_skeleton(out, folders["video_vae"], folders["audio_vae"], base=args.preset, card=card)
         print(json.dumps(report, indent=2))
         return 0
@@ -162,10 +154,10 @@ def cmd_cost(args) -> int:
 
 
 def cmd_data_synthtalk(args) -> int:
-    from streamchar.atomic import atomic_folder, check_output_folder
+    from streamchar.atomic import atomic_folder
     from streamchar.data.synthtalk import generate
 
-    out = check_output_folder(args.out, "--out", args.overwrite)
+    out = output_folder(args.out, "--out", args.overwrite)
     with atomic_folder(out) as tmp:  # a stopped run leaves nothing; --overwrite replaces the old set when done
         summary = generate(tmp, args.num, seed=args.seed, size=args.size, long=args.long,
                            shard_size=args.shard_size, workers=args.workers, progress=not args.quiet)
@@ -190,12 +182,10 @@ def cmd_eval_codecs(args) -> int:
     from streamchar.device import pick_device
     from streamchar.eval.codecs import evaluate_codecs
 
-    if not Path(args.data).is_dir():
-        raise StreamCharError(f"--data folder not found: {args.data}")
-    if not (Path(args.data) / "index.json").is_file():
+    if not (input_folder(args.data, "--data") / "index.json").is_file():
         raise StreamCharError(f"--data {args.data} is not a SynthTalk folder (no index.json)")
-    if args.judge is not None and not Path(args.judge).is_dir():
-        raise StreamCharError(f"--judge folder not found: {args.judge}")
+    if args.judge is not None:
+        input_folder(args.judge, "--judge")
     video, audio, cfg = load_pipeline_codecs(resolve_checkpoint(args.checkpoint))
     device = pick_device(args.device)
     report = evaluate_codecs(args.data, video.to(device), audio.to(device), cfg, clips=args.clips,
@@ -210,11 +200,10 @@ def cmd_eval_codecs(args) -> int:
 
 
 def cmd_data_encode(args) -> int:
-    from streamchar.atomic import atomic_folder, check_output_folder
+    from streamchar.atomic import atomic_folder
 
-    if not Path(args.shards).is_dir():
-        raise StreamCharError(f"--shards folder not found: {args.shards}")
-    out = check_output_folder(args.out, "--out", args.overwrite)
+    input_folder(args.shards, "--shards")
+    out = output_folder(args.out, "--out", args.overwrite)
     if (args.checkpoint is None) == (not args.random_init):
         raise StreamCharError("choose the codecs: --checkpoint DIR (trained) or --random-init (random, for tests)")
     from streamchar.config import preset
@@ -237,21 +226,24 @@ def cmd_data_encode(args) -> int:
 
 
 def _train_overrides(cfg, args):
-    """--data / --out-dir / --steps override the YAML; the config is validated again."""
+    """--data / --out-dir / --steps override the YAML; the config is validated again, and the run's folder is
+    checked: a new one, or an earlier run of this command, which resumes (--overwrite starts over)."""
     if args.data is not None:
-        cfg.data = args.data
+        cfg.data = str(input_folder(args.data, "--data"))
     if args.out_dir is not None:
         cfg.train.out_dir = args.out_dir
     if args.steps is not None:
         cfg.train.steps = args.steps
-    return cfg.validate()
+    cfg = cfg.validate()
+    run_folder(cfg.train.out_dir, "--out-dir" if args.out_dir is not None else "train.out_dir", args.overwrite)
+    return cfg
 
 
 def cmd_train_codec(args) -> int:
     from streamchar.train.codec import CodecTrainConfig, run_codec_training
 
     kind = args.command_name.removeprefix("codec-")
-    cfg = _train_overrides(CodecTrainConfig.from_yaml(args.config or f"configs/codec_{kind}_tiny.yaml"), args)
+    cfg = _train_overrides(CodecTrainConfig.from_yaml(resolve_config(args.config or f"codec_{kind}_tiny")), args)
     if cfg.kind != kind:
         raise StreamCharError(f"{args.command_name} needs a config with kind: {kind}, got {cfg.kind!r}")
     report = run_codec_training(cfg)
@@ -263,7 +255,7 @@ def cmd_train_codec(args) -> int:
 def cmd_train_asr_judge(args) -> int:
     from streamchar.train.asr_judge import JudgeTrainConfig, run_judge_training
 
-    cfg = _train_overrides(JudgeTrainConfig.from_yaml(args.config or "configs/asr_judge_tiny.yaml"), args)
+    cfg = _train_overrides(JudgeTrainConfig.from_yaml(resolve_config(args.config or "asr_judge_tiny")), args)
     report = run_judge_training(cfg)
     print(json.dumps({k: v for k, v in report.items() if k not in ("judge", "losses")}, indent=2))
     return 0
@@ -272,13 +264,11 @@ def cmd_train_asr_judge(args) -> int:
 def cmd_train_pretrain(args) -> int:
     from streamchar.train.pretrain import PretrainConfig, run_pretrain
 
-    cfg = PretrainConfig.from_yaml(args.config or "configs/pretrain_tiny.yaml")
+    cfg = PretrainConfig.from_yaml(resolve_config(args.config or "pretrain_tiny"))
     if args.stage is not None:
         cfg.stage = args.stage
     if args.init is not None:
-        if not Path(args.init).is_dir():
-            raise StreamCharError(f"--init folder not found: {args.init}")
-        cfg.init = args.init
+        cfg.init = str(input_folder(args.init, "--init"))
     cfg = _train_overrides(cfg, args)
     report = run_pretrain(cfg)
     print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
@@ -300,7 +290,18 @@ def cmd_eval(args) -> int:
 
     protocol = get_protocol(args.protocol)
     eval_device = _eval_device(args.eval_device)  # checked before any generation
-    refs = Path(args.refs) if args.refs else None
+    output_folder(args.out, "--out", args.overwrite)  # the report folder, written whole at the end
+    refs = input_folder(args.refs, "--refs") if args.refs else None
+    if args.timings:
+        input_folder(args.timings, "--timings")
+    for option, path in (("--data", args.data), ("--emtd", args.emtd), ("--judge", args.judge)):
+        if path is not None:
+            input_folder(path, option)
+    if args.generate or args.score_truth:  # --videos is written: a folder or a new name
+        if Path(args.videos).exists() and not Path(args.videos).is_dir():
+            raise StreamCharError(f"--videos {args.videos} is a file; give a folder")
+    else:
+        input_folder(args.videos, "--videos")
     if args.generate:
         if (args.checkpoint is None) == (not args.random_init):
             raise StreamCharError("--generate needs the model: --checkpoint DIR (trained) or --random-init")
@@ -347,7 +348,7 @@ def cmd_eval(args) -> int:
                        musiq=args.musiq, raft=args.raft, whisper=args.whisper,
                        asr="pocketsphinx" if args.asr == "auto" and args.emtd and not args.whisper else args.asr,
                        judge=args.judge)
-    report = evaluate(args.videos, args.out, opts, progress=not args.quiet)
+    report = evaluate(args.videos, args.out, opts, progress=not args.quiet, overwrite=args.overwrite)
     width = max(len(k) for k in report["metrics"]) if report["metrics"] else 0
     for name, m in report["metrics"].items():
         value = "n/a" if m["value"] is None else f"{m['value']:.4f}"
@@ -371,8 +372,6 @@ def _write_truth(args, protocol) -> Path:
     items = (synthtalk_items(args.data, protocol, seed=args.seed, limit=args.limit) if args.data
              else emtd_items(args.emtd, protocol, seed=args.seed, limit=args.limit))
     videos = Path(args.videos)
-    if videos.exists() and not videos.is_dir():
-        raise StreamCharError(f"--videos {videos} is a file, not a folder")
     videos.mkdir(parents=True, exist_ok=True)
     for item in items:
         data = item.truth if isinstance(item.truth, bytes) else Path(item.truth).read_bytes()
@@ -384,10 +383,50 @@ def _write_truth(args, protocol) -> Path:
     return Path(args.refs) if args.refs else videos
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, where it has one (None and False are no default)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or "default:" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        if not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """A usage mistake is one line too (argparse prints the whole usage first): what is wrong, where to look."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+MAX_SEED = 2**32 - 1
+
+
+def seed(value: str) -> int:
+    """--seed: an integer in [0, 2^32)."""
+    try:
+        x = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}") from None
+    if not 0 <= x <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
+    return x
+
+
 def build_parser() -> argparse.ArgumentParser:
     from streamchar import __version__
+    from streamchar.config import PRESETS, SAMPLERS
+    from streamchar.cost.gpus import GPUS
+    from streamchar.eval.backends import ASR_BACKENDS
+    from streamchar.eval.identity import LAYOUTS
+    from streamchar.eval.protocols import PROTOCOLS
 
-    p = argparse.ArgumentParser(prog="streamchar", description="Real-time streaming talking-character generation.")
+    presets, samplers = sorted(PRESETS), list(SAMPLERS)
+    p = Parser(prog="streamchar", description="Real-time streaming talking-character generation.",
+               formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"streamchar {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -398,13 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ref-audio", help="reference voice (any audio file ffmpeg reads)")
     g.add_argument("--prompt", default="a person talking to the camera", help="visual prompt for the DiT")
     g.add_argument("--checkpoint", help="a trained model folder (see StreamChar.save_pretrained)")
-    g.add_argument("--preset", default="tiny", choices=["tiny", "paper"], help="with --random-init (a checkpoint has its own)")
+    g.add_argument("--preset", default="tiny", choices=presets, help="with --random-init (a checkpoint has its own)")
     g.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
     g.add_argument("--max-seconds", default=None,
                    help="stop after this much video, rounded up to whole 1.375 s chunks (default: the config's, "
                         "600 s; at most a day); the stream ends earlier when the transcript is spoken")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--sampler", default=None, choices=["student", "teacher"],
+    g.add_argument("--seed", type=seed, default=0, help="seed of the noise (and of --random-init's weights)")
+    g.add_argument("--sampler", default=None, choices=samplers,
                    help="the 4-step student or the Euler teacher with guidance (default: the checkpoint's: the "
                         "teacher unless the model is distilled)")
     g.add_argument("--guidance", type=float, nargs=2, metavar=("VIDEO", "AUDIO"),
@@ -416,34 +455,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("info", help="parameter counts of a preset (built on the meta device)")
-    i.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--preset", default="tiny", choices=presets, help="the model size")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=cmd_info)
 
     c = sub.add_parser("convert", help="assemble a pipeline folder from local Wan2.2 / Qwen2.5 / UMT5 / codec folders")
     c.add_argument("--out", required=True, help="the pipeline folder to write (atomically)")
-    c.add_argument("--preset", default="paper", choices=["tiny", "paper"], help="defaults for what is not given")
+    c.add_argument("--preset", default="paper", choices=presets, help="defaults for what is not given")
     c.add_argument("--wan", help="Wan2.2 transformer folder (diffusers or original layout)")
     c.add_argument("--qwen", help="Qwen2 / Qwen2.5 folder (config, safetensors, tokenizer)")
     c.add_argument("--text-encoder", help="UMT5 / T5 encoder folder with its tokenizer")
     c.add_argument("--video-vae", help="video codec folder: diffusers AutoencoderKLWan or the tiny video codec")
     c.add_argument("--audio-vae", help="audio codec folder: diffusers AutoencoderOobleck or the tiny audio codec")
-    c.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    c.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="the dtype the weights are saved in")
     c.add_argument("--overwrite", action="store_true", help="replace an existing folder in --out (once the new "
                                                             "one is complete)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config setting for what no folder defines, e.g. --set dit.dim=192 (repeatable)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the weights no folder gives")
+    c.add_argument("--seed", type=seed, default=0, help="seed of the weights no folder gives")
     c.add_argument("--codecs-only", action="store_true",
                    help="write a codecs-only skeleton (config.yaml, video_codec/, audio_codec/) from the two codecs")
     c.add_argument("--card", help="with --codecs-only: a Markdown file saved as the folder's README.md card")
     c.set_defaults(func=cmd_convert)
 
     k = sub.add_parser("cost", help="per-chunk FLOPs, bytes, latency and memory of a preset on a GPU")
-    k.add_argument("--preset", default="paper", choices=["tiny", "paper"])
-    k.add_argument("--gpu", default="h100", help="h100, h200, a100, l40s, rtx4090")
+    k.add_argument("--preset", default="paper", choices=presets, help="the model size")
+    k.add_argument("--gpu", default="h100", type=str.lower, choices=sorted(GPUS), help="the GPU whose peak rates are used")
     k.add_argument("--gpus", type=int, default=8, help="GPUs for the FSDP training-memory estimate")
-    k.add_argument("--json", action="store_true")
+    k.add_argument("--json", action="store_true", help="print one JSON object")
     k.set_defaults(func=cmd_cost)
 
     d = sub.add_parser("data", help="data sets").add_subparsers(dest="dataset", required=True)
@@ -451,11 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--num", type=int, required=True, help="clips to generate")
     st.add_argument("--out", required=True, help="output folder (created; its parent must exist)")
     st.add_argument("--size", type=int, default=64, help="frame size in pixels (multiple of 16)")
-    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--seed", type=seed, default=0, help="seed of the identities, texts and voices")
     st.add_argument("--long", type=int, default=0, help="how many of the clips are long (>= 60 s)")
     st.add_argument("--shard-size", type=int, default=50, help="clips per shard")
     st.add_argument("--workers", type=int, default=None, help="processes (default: the CPU cores)")
-    st.add_argument("--quiet", action="store_true")
+    st.add_argument("--quiet", action="store_true", help="no progress bar")
     st.add_argument("--overwrite", action="store_true", help="replace an existing data set in --out (once the new "
                                                              "one is complete)")
     st.set_defaults(func=cmd_data_synthtalk)
@@ -464,9 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--out", required=True, help="output folder for the latent shards")
     en.add_argument("--checkpoint", help="a pipeline folder whose codecs and tokenizer encode")
     en.add_argument("--random-init", action="store_true", help="random codecs of --preset (for tests)")
-    en.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
-    en.add_argument("--device", default="auto")
-    en.add_argument("--quiet", action="store_true")
+    en.add_argument("--preset", default="tiny", choices=presets, help="with --random-init")
+    en.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    en.add_argument("--quiet", action="store_true", help="no progress bar")
     en.add_argument("--overwrite", action="store_true", help="replace an existing latent folder in --out (once "
                                                              "the new one is complete)")
     en.set_defaults(func=cmd_data_encode)
@@ -474,8 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="score generated videos under the paper's protocols (report, summary, plots)")
     e.add_argument("--videos", required=True, help="folder of <key>.mp4 (+ <key>.txt transcripts, "
                    "<key>.timings.json); with --generate, where the streams are written")
-    e.add_argument("--out", required=True, help="report folder: report.json, summary.md, plots/")
-    e.add_argument("--protocol", default="short", choices=["short", "long"],
+    e.add_argument("--out", required=True, help="report folder: report.json, summary.md, plots/ (written whole at "
+                   "the end)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing report folder in --out (once the "
+                                                            "new report is complete)")
+    e.add_argument("--protocol", default="short", choices=sorted(PROTOCOLS),
                    help="short: 10 s clips; long: 5-minute streams (Quality Drift, windowed WER)")
     e.add_argument("--refs", help="folder of <key>.mp4 ground truth (FID/FVD) and <key>.png reference portraits")
     e.add_argument("--timings", help="folder of <key>.timings.json (default: next to the videos)")
@@ -494,27 +536,28 @@ def build_parser() -> argparse.ArgumentParser:
                             ("--raft", "STREAMCHAR_RAFT", "dynamic degree: RAFT TorchScript"),
                             ("--whisper", "STREAMCHAR_WHISPER", "WER: a Whisper folder")):
         weights.add_argument(flag, help=f"{what} (${env})")
-    e.add_argument("--asr", default="auto", choices=["auto", "judge", "pocketsphinx", "whisper"],
+    e.add_argument("--asr", default="auto", choices=list(ASR_BACKENDS),
                    help="WER backend (auto: --whisper if given, else the bundled SynthTalk judge, else pocketsphinx; "
                         "EMTD items: pocketsphinx)")
     e.add_argument("--judge", help="a speech judge folder (default: the bundled one)")
     e.add_argument("--score-truth", action="store_true",
                    help="score the true held-out clips of --data / --emtd themselves (the ceiling row)")
-    weights.add_argument("--face-embedder-layout", default="arcface112", choices=["arcface112", "vbench2"])
+    weights.add_argument("--face-embedder-layout", default="arcface112", choices=sorted(LAYOUTS),
+                         help="the face embedder's input convention")
     gen = e.add_argument_group("generation (--generate)")
     gen.add_argument("--generate", action="store_true", help="first stream the protocol's items into --videos")
     gen.add_argument("--checkpoint", help="a trained model folder")
     gen.add_argument("--random-init", action="store_true", help="random weights (tests the pipeline only)")
-    gen.add_argument("--preset", default="tiny", choices=["tiny", "paper"], help="with --random-init")
+    gen.add_argument("--preset", default="tiny", choices=presets, help="with --random-init")
     gen.add_argument("--data", help="a SynthTalk folder: its held-out test split gives the items")
     gen.add_argument("--emtd", help="an EMTD-layout folder (<name>.mp4 + <name>.txt) gives the items")
     gen.add_argument("--limit", type=int, help="at most this many items (default: the protocol's number)")
     gen.add_argument("--seconds", default=None, help="stream length (default: the protocol's)")
-    gen.add_argument("--sampler", default=None, choices=["student", "teacher"],
+    gen.add_argument("--sampler", default=None, choices=samplers,
                      help="default: the checkpoint's (the teacher unless the model is distilled)")
     gen.add_argument("--guidance", type=float, nargs=2, metavar=("VIDEO", "AUDIO"),
                      help="the teacher's guidance scales (default: the checkpoint's)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=seed, default=0, help="seed of the item choice and of the noise")
     gen.add_argument("--device", default="auto", help="device for generation")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_eval)
@@ -524,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--checkpoint", default="tiny-codecs", help="a pipeline folder or a bundled name")
     ec.add_argument("--clips", type=int, default=16, help="held-out clips")
     ec.add_argument("--chunks", type=int, default=2, help="whole 33-frame chunks per clip for PSNR / SSIM")
-    ec.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ec.add_argument("--split", default="test", choices=["train", "val", "test"], help="which SynthTalk split")
     ec.add_argument("--judge", help="a speech judge folder (default: the bundled one, else pocketsphinx)")
     ec.add_argument("--device", default="cpu", help="device for the codecs")
     ec.add_argument("--json", action="store_true", help="print one JSON object")
@@ -541,11 +584,23 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--data", help="override the config's data folder")
         tp.add_argument("--out-dir", help="override train.out_dir (checkpoints, metrics, the result)")
         tp.add_argument("--steps", type=int, help="override train.steps")
+        tp.add_argument("--overwrite", action="store_true", help="start over: delete what --out-dir holds (an "
+                        "earlier run there resumes without it; a folder that holds no run is refused)")
         if name == "pretrain":
             tp.add_argument("--stage", type=int, choices=[1, 2], help="1: speech alone; 2: joint audio-video")
             tp.add_argument("--init", help="override init: a pipeline folder to start from (e.g. stage 1's final)")
         tp.set_defaults(func=func)
+    _show_defaults(p)
     return p
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's help shows the options' defaults."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _show_defaults(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

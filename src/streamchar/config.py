@@ -70,6 +70,8 @@ class YamlConfig:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise StreamCharError(f"config file {path} is not valid YAML: {e}") from None
+        except UnicodeDecodeError:
+            raise StreamCharError(f"config file {path} is not text (not UTF-8): give a YAML file") from None
         if not isinstance(data, dict):
             raise StreamCharError(f"config file {path} must hold a mapping, got {type(data).__name__}")
         return cls.from_dict(data)

@@ -48,20 +48,24 @@ def test_generate_then_score(synthtalk, tmp_path):
     assert end["videos"] == 2 and end["value"] == 0.0 and end["mean_error_chunks"] < -1
     assert {f"{k}.latency.png" for k in keys} <= {p.name for p in (out / "plots").iterdir()}
     assert "wer " in r.stdout and "proxy" in r.stdout
-    # a second run keeps what is there
-    again = run_cli(*args)
+    # a second run refuses to replace the report, before generating anything; with --overwrite it keeps the videos
+    refused = run_cli(*args)
+    assert refused.returncode == 2 and "already holds data; pass --overwrite" in refused.stderr
+    assert "generated" not in refused.stderr
+    again = run_cli(*args, "--overwrite")
     assert again.returncode == 0 and "0 stream(s) generated, 2 kept" in again.stderr
 
 
 @pytest.mark.parametrize("args, message", [
     (["--videos", "VIDEOS", "--out", "OUT", "--protocol", "medium"], "invalid choice: 'medium'"),
     (["--videos", "NOPE", "--out", "OUT"], "--videos folder not found"),
-    (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--data", "X"], "--generate needs the model"),
+    (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--data", "VIDEOS"], "--generate needs the model"),
+    (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--random-init", "--data", "X"], "--data folder not found"),
     (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--random-init"], "--generate needs the items"),
     (["--videos", "VIDEOS", "--out", "OUT", "--random-init"], "add --generate"),
     (["--videos", "VIDEOS", "--out", "OUT", "--frame-stride", "0"], "frame-stride must be >= 1"),
     (["--videos", "VIDEOS", "--out", "OUT", "--eval-device", "gpu0"], "--eval-device 'gpu0' is not a device"),
-    (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--random-init", "--data", "X", "--seconds", "-1"],
+    (["--videos", "VIDEOS", "--out", "OUT", "--generate", "--random-init", "--data", "VIDEOS", "--seconds", "-1"],
      "--seconds must be > 0"),
 ])
 def test_bad_input_fails_in_one_line(tmp_path, args, message):

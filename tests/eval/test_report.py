@@ -89,7 +89,7 @@ def test_short_report_on_true_clips(clips, tmp_path, capsys):
     saved = json.loads((out / "report.json").read_text())
     assert saved["protocol"]["name"] == "short" and saved["protocol"]["videos_found"] == len(clips)
     assert [v["key"] for v in saved["videos"]] == sorted(k for k, _, _ in clips)
-    assert "videos, the protocol has 150" in saved["warnings"][0]
+    assert "videos scored, the protocol has 150" in saved["warnings"][0]
     summary = (out / "summary.md").read_text()
     assert "| wer |" in summary and "## Skipped" in summary and "STREAMCHAR_SYNCNET" in summary
     assert not list(out.glob(".*tmp*"))
@@ -259,3 +259,54 @@ def test_a_widescreen_video_without_synthtalk_layout(tmp_path):
     v = report["videos"][0]
     assert "sync_proxy" not in v and any("sync_proxy reads the SynthTalk layout" in w for w in v["warnings"])
     assert "sync_proxy_c" not in report["metrics"] and "identity_proxy_ssim" in report["metrics"]
+
+
+def test_one_unreadable_video_is_reported_and_skipped(clips, tmp_path):
+    """A damaged file among good ones is named in the report; the others are scored; WER without some
+    transcripts says which share of the videos it covers."""
+    videos = _folder(tmp_path / "videos", clips[:2])
+    (videos / clips[1][0]).with_suffix(".txt").unlink()  # the second video has no transcript
+    good = (videos / f"{clips[0][0]}.mp4").read_bytes()
+    (videos / "broken.mp4").write_bytes(good[: len(good) // 3])  # cut short: opens, then stops decoding
+    (videos / "noise.mp4").write_bytes(b"\x00" * 5000)
+    report = evaluate(videos, tmp_path / "r", EvalOptions(protocol="short"), progress=False)
+    scored = {v["key"] for v in report["videos"]}
+    assert "noise.mp4" in report["unreadable"] and clips[0][0] in scored and clips[1][0] in scored
+    assert report["protocol"]["videos_found"] == 4 and report["protocol"]["videos_scored"] == len(scored)
+    assert any("noise.mp4 could not be read" in w for w in report["warnings"])
+    wer = report["metrics"]["wer"]
+    assert wer["covers"] == f"1 of {len(scored)}"
+    assert any(w.startswith("wer covers 1 of") for w in report["warnings"])
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "noise.mp4 could not be read" in summary and f"| wer | {wer['value']:.4f} | lower | 1 of" in summary
+
+
+def test_a_missing_whisper_folder_skips_wer_like_a_missing_inception_file(clips, tmp_path, capsys):
+    """The same rule for every learned metric: its weights missing -> that metric skipped with one line."""
+    videos = _folder(tmp_path / "videos", clips[:1])
+    opts = EvalOptions(protocol="short", whisper=str(tmp_path / "no-whisper"), refs=videos,
+                       inception=str(tmp_path / "no-inception.pt"))
+    report = evaluate(videos, tmp_path / "r", opts, progress=False)
+    assert "wer" not in report["metrics"] and "fid" not in report["metrics"]
+    assert "no-whisper" in report["skipped"]["wer"] and "no-inception.pt" in report["skipped"]["fid"]
+    assert "wer" not in report["videos"][0]
+    assert "sync_proxy_c" in report["metrics"]  # everything else still runs
+    err = capsys.readouterr().err
+    assert "wer skipped" in err and "fid skipped" in err
+
+
+def test_report_folder_is_written_whole(clips, tmp_path):
+    """A failed run leaves no report folder; an existing report is replaced only with overwrite=True."""
+    videos = _folder(tmp_path / "videos", clips[:1])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.mp4").write_bytes(b"not a video")
+    with pytest.raises(StreamCharError, match="could be read"):
+        evaluate(tmp_path / "bad", tmp_path / "r", EvalOptions(), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "videos"]  # no report folder, no temporary one
+    evaluate(videos, tmp_path / "r", EvalOptions(protocol="short"), progress=False)
+    with pytest.raises(StreamCharError, match="already holds data; pass --overwrite"):
+        evaluate(videos, tmp_path / "r", EvalOptions(protocol="short"), progress=False)
+    (tmp_path / "r" / "stale.txt").write_text("old")
+    evaluate(videos, tmp_path / "r", EvalOptions(protocol="short"), progress=False, overwrite=True)
+    assert not (tmp_path / "r" / "stale.txt").exists() and (tmp_path / "r" / "report.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "r", "videos"]  # no temporary folder left

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +7,7 @@ from streamchar.codecs.oobleck_audio import OobleckAudioCodec
 from streamchar.codecs.tiny_audio import TinyAudioCodec
 from streamchar.codecs.tiny_video import TinyVideoCodec
 from streamchar.codecs.wan_video import WanVideoCodec
+from streamchar.configs import CONFIGS
 from streamchar.errors import StreamCharError
 from streamchar.train.clips import AudioCrops, EpochLoader, VideoChunks, load_clips
 from streamchar.train.codec import (
@@ -118,7 +118,7 @@ def test_config_yaml_and_errors(tmp_path):
     with pytest.raises(StreamCharError, match="frames"):
         CodecTrainConfig.from_dict({"frames": 32})
     for name in ("codec_video_tiny", "codec_audio_tiny"):
-        CodecTrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / f"{name}.yaml")
+        CodecTrainConfig.from_yaml(CONFIGS / f"{name}.yaml")
 
 
 def test_cli_rejects_a_config_of_the_other_kind(capsys):

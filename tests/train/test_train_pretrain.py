@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from streamchar.config import tiny
+from streamchar.configs import CONFIGS
 from streamchar.data.latents import write_random_latents
 from streamchar.errors import StreamCharError
 from streamchar.pipeline import StreamChar
@@ -239,7 +240,7 @@ def test_config_errors_name_the_field(latents, tmp_path):
     path = tmp_path / "c.yaml"
     cfg.to_yaml(path)
     assert PretrainConfig.from_yaml(path) == cfg
-    root = Path(__file__).resolve().parents[2] / "configs"
+    root = CONFIGS
     for name, stage in (("pretrain_tiny.yaml", 2), ("pretrain_paper.yaml", 2), ("pretrain_paper_stage1.yaml", 1)):
         assert PretrainConfig.from_yaml(root / name).stage == stage
 
@@ -252,7 +253,7 @@ def test_cli_train_pretrain(latents, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "final" / "model_index.json").is_file()
     assert main(["train", "pretrain", "--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "config file not found" in capsys.readouterr().err
+    assert "--config not found" in capsys.readouterr().err
 
 
 def _losses(out_dir: Path) -> list[float]:

@@ -46,14 +46,17 @@ class ClipSpec:
     max_seconds: float  # drop trailing sentences until the speech fits
 
 
+MAX_CLIPS = 1_000_000  # SynthTalk's largest set (about 3 days of one 2-core machine at 64x64)
+
+
 def plan(num: int, seed: int = 0, long: int = 0, val_fraction: float = 0.05, test_fraction: float = 0.05,
          min_seconds: float = 5.0, max_seconds: float = 20.0) -> list[ClipSpec]:
     """Which clips to make: split, sentences, identity, voice. Deterministic by seed."""
     from streamchar.data.identity import HELDOUT_IDENTITIES, TRAIN_IDENTITIES
     from streamchar.data.speech import VOICES
 
-    if num < 1:
-        raise StreamCharError(f"--num must be >= 1, got {num}")
+    if not 1 <= num <= MAX_CLIPS:
+        raise StreamCharError(f"--num must be between 1 and {MAX_CLIPS:,}, got {num}")
     if long < 0 or long > num:
         raise StreamCharError(f"--long must be between 0 and --num ({num}), got {long}")
     n_val = max(1, round(num * val_fraction)) if num >= 3 else 0
@@ -137,8 +140,12 @@ def generate(out: str | Path, num: int, seed: int = 0, size: int = 64, long: int
     out = Path(out)
     if not out.parent.is_dir():
         raise StreamCharError(f"--out: folder {out.parent} does not exist")
-    if size < 16 or size % 16:
-        raise StreamCharError(f"--size must be a multiple of 16 (>= 16), got {size}")
+    if not 16 <= size <= 2048 or size % 16:
+        raise StreamCharError(f"--size must be a multiple of 16 between 16 and 2048, got {size}")
+    if shard_size < 1:
+        raise StreamCharError(f"--shard-size must be >= 1 clip, got {shard_size}")
+    if workers is not None and workers < 1:
+        raise StreamCharError(f"--workers must be >= 1 (or left out: one per CPU core), got {workers}")
     if not espeak_available():
         raise StreamCharError("espeak-ng is not installed: apt-get install -y espeak-ng")
     specs = plan(num, seed, long)

@@ -146,8 +146,12 @@ class WhisperTranscriber:
         if not (path / "config.json").is_file():
             raise StreamCharError(f"WER (whisper): no Whisper model folder at {path} (config.json missing); "
                                   "pass the folder saved by save_pretrained, e.g. --whisper DIR")
-        self.processor = WhisperProcessor.from_pretrained(path)
-        self.model = WhisperForConditionalGeneration.from_pretrained(path).to(device).eval()
+        try:
+            self.processor = WhisperProcessor.from_pretrained(path)
+            self.model = WhisperForConditionalGeneration.from_pretrained(path).to(device).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise StreamCharError(f"WER (whisper): the Whisper folder {path} does not load: {first}") from None
         self.device = device
         self.sample_rate = self.processor.feature_extractor.sampling_rate  # 16 kHz
 

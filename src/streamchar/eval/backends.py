@@ -53,10 +53,11 @@ class EvalOptions:
                 raise StreamCharError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not self.sync_window >= 1.0:
             raise StreamCharError(f"sync-window must be >= 1 second, got {self.sync_window}")
+        from streamchar.paths import input_folder
+
         for name in ("refs", "timings"):
-            p = getattr(self, name)
-            if p is not None and not Path(p).is_dir():
-                raise StreamCharError(f"--{name} folder not found: {p}")
+            if getattr(self, name) is not None:
+                input_folder(getattr(self, name), f"--{name}")
         return self
 
 
@@ -85,24 +86,25 @@ class Backends:
 
             has_judge = opts.judge is not None or (BUNDLED / "model.safetensors").is_file()
             asr = "whisper" if whisper else "judge" if has_judge else "pocketsphinx"
-        if asr == "judge":  # named or bundled: a judge folder that does not load is an error
+        if asr == "judge":  # named or bundled; one that does not load skips WER, as a missing weights file does
             from streamchar.eval.judge import BUNDLED, load_judge
 
-            judge = load_judge(opts.judge, dev)
-            self.transcriber = judge.transcribe
             path = Path(opts.judge) if opts.judge else BUNDLED
-            self.records["wer"] = {"backend": "synthtalk-judge", "proxy": False, "weights": str(path),
-                                   "weights_sha256": features.file_sha256(path / "model.safetensors"),
-                                   "note": "phoneme CTC + corpus pronunciation lexicon, trained on true SynthTalk "
-                                           "speech only: for SynthTalk voices, not real speech (use --asr "
-                                           "pocketsphinx or --whisper DIR there)"}
-        elif asr == "whisper":  # asked for by name: a Whisper folder that does not load is an error, not a fallback
+            judge = self._try("wer", "synthtalk-judge", lambda: path, lambda p: load_judge(opts.judge, dev))
+            if judge is not None:
+                self.transcriber = judge.transcribe
+                self.records["wer"] |= {
+                    "weights": str(path), "weights_sha256": features.file_sha256(path / "model.safetensors"),
+                    "note": "phoneme CTC + corpus pronunciation lexicon, trained on true SynthTalk speech only: "
+                            "for SynthTalk voices, not real speech (use --asr pocketsphinx or --whisper DIR there)"}
+        elif asr == "whisper":  # a Whisper folder that does not load skips WER (no silent fallback to another ASR)
             from streamchar.eval.asr import WhisperTranscriber
 
-            self.transcriber = WhisperTranscriber(whisper, dev)
+            self.transcriber = self._try("wer", "whisper", lambda: Path(whisper),
+                                         lambda p: WhisperTranscriber(p, dev))
             weights = Path(whisper) / "model.safetensors"
-            self.records["wer"] = {"backend": "whisper", "proxy": False, "weights": str(whisper)} | (
-                {"weights_sha256": features.file_sha256(weights)} if weights.is_file() else {})
+            if self.transcriber is not None and weights.is_file():
+                self.records["wer"]["weights_sha256"] = features.file_sha256(weights)
         else:  # pocketsphinx: its en-us model ships in the wheel
             from importlib.metadata import version
 

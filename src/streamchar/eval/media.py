@@ -15,6 +15,10 @@ import numpy as np
 from streamchar.errors import StreamCharError
 
 
+class UnreadableVideo(StreamCharError):
+    """A video file that does not open or decode (`streamchar eval` reports it and scores the others)."""
+
+
 @dataclass
 class VideoInfo:
     path: Path
@@ -35,18 +39,18 @@ def _open(path: str | Path):
     try:
         return av.open(str(path))
     except av.FFmpegError as e:
-        raise StreamCharError(f"cannot open video file {path}: {e.strerror or 'not a video file'}") from None
+        raise UnreadableVideo(f"cannot open video file {path}: {e.strerror or 'not a video file'}") from None
 
 
 def video_info(path: str | Path) -> VideoInfo:
     """Stream facts of one video file without decoding it."""
     with _open(path) as c:
         if not c.streams.video:
-            raise StreamCharError(f"{path} has no video stream")
+            raise UnreadableVideo(f"{path} has no video stream")
         v = c.streams.video[0]
         fps = float(v.average_rate or v.guessed_rate or 0)
         if not fps > 0:
-            raise StreamCharError(f"{path}: cannot tell the frame rate of its video stream")
+            raise UnreadableVideo(f"{path}: cannot tell the frame rate of its video stream")
         frames = int(v.frames or 0)
         if frames == 0 and v.duration is not None and v.time_base is not None:
             frames = int(round(float(v.duration * v.time_base) * fps))
@@ -56,8 +60,20 @@ def video_info(path: str | Path) -> VideoInfo:
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames of the first video stream, in order."""
+    import av
+
     with _open(path) as c:
-        for frame in c.decode(video=0):
+        frames = c.decode(video=0)
+        i = 0
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except av.FFmpegError as e:
+                raise UnreadableVideo(f"{path}: the video does not decode after frame {i} "
+                                      f"({e.strerror or e.__class__.__name__})") from None
+            i += 1
             yield frame.to_ndarray(format="rgb24")
 
 
@@ -66,7 +82,7 @@ def read_frames(path: str | Path, indices=None) -> np.ndarray:
     wanted = None if indices is None else set(int(i) for i in indices)
     frames = [f for i, f in enumerate(iter_frames(path)) if wanted is None or i in wanted]
     if not frames:
-        raise StreamCharError(f"{path}: no video frames decoded")
+        raise UnreadableVideo(f"{path}: no video frames decoded")
     return np.stack(frames)
 
 
@@ -80,9 +96,13 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
         rate = int(sample_rate or c.streams.audio[0].codec_context.sample_rate)
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
         parts = []
-        for frame in c.decode(audio=0):
-            parts += [f.to_ndarray() for f in resampler.resample(frame)]
-        parts += [f.to_ndarray() for f in resampler.resample(None)]
+        try:
+            for frame in c.decode(audio=0):
+                parts += [f.to_ndarray() for f in resampler.resample(frame)]
+            parts += [f.to_ndarray() for f in resampler.resample(None)]
+        except av.FFmpegError as e:
+            raise UnreadableVideo(f"{path}: the soundtrack does not decode ({e.strerror or e.__class__.__name__})") \
+                from None
     if not parts:
-        raise StreamCharError(f"{path}: its audio stream holds no samples")
+        raise UnreadableVideo(f"{path}: its audio stream holds no samples")
     return np.concatenate(parts, axis=1)[0].astype(np.float32), rate

@@ -36,7 +36,7 @@ import numpy as np
 
 from streamchar.errors import StreamCharError
 from streamchar.eval.backends import Backends, EvalOptions
-from streamchar.eval.media import iter_frames, read_audio, read_frames, video_info
+from streamchar.eval.media import UnreadableVideo, iter_frames, read_audio, read_frames, video_info
 from streamchar.eval.protocols import get_protocol
 
 EMBED_BATCH = 32  # face crops per embedder call
@@ -168,13 +168,13 @@ def score_video(path: Path, backends: Backends, opts: EvalOptions, transcript: s
             flush(i + 1 - window_len, window)
             window = []
     if n == 0:
-        raise StreamCharError(f"{path}: no video frames decoded")
+        raise UnreadableVideo(f"{path}: no video frames decoded")
     if window and (not windows or len(window) >= MIN_LAST_WINDOW * fps):
         flush(n - len(window), window)
     entry.update(frames=n, seconds=n / fps)
 
     # WER: the whole transcript against the recognised speech (long streams window by window)
-    if transcript is not None and audio is not None:
+    if transcript is not None and audio is not None and "wer" not in backends.skipped:
         hyp = asr.transcribe_windows(audio, sr, protocol.wer_window, backends.transcriber)
         entry["wer"] = {"value": asr.wer(transcript, hyp), "hypothesis": hyp}
         extra["wer_pair"] = (transcript, hyp)
@@ -228,8 +228,9 @@ def score_video(path: Path, backends: Backends, opts: EvalOptions, transcript: s
 
 
 def _find_videos(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise StreamCharError(f"--videos folder not found: {folder}")
+    from streamchar.paths import input_folder
+
+    input_folder(folder, "--videos")
     videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".mp4", ".webm", ".mkv") and p.is_file())
     if not videos:
         raise StreamCharError(f"no videos (.mp4, .webm, .mkv) in {folder}")
@@ -380,31 +381,47 @@ def aggregate(entries: list[dict], extras: list[dict], backends: Backends, opts:
     return out
 
 
-def evaluate(videos: str | Path, out: str | Path, opts: EvalOptions, progress: bool = True, log=None) -> dict:
-    """Score every video in `videos` and write `report.json`, `summary.md` and `plots/` into `out`."""
+def evaluate(videos: str | Path, out: str | Path, opts: EvalOptions, progress: bool = True, log=None,
+             overwrite: bool = False) -> dict:
+    """Score every video in `videos` and write `report.json`, `summary.md` and `plots/` into the folder `out`,
+    whole (a failed run leaves nothing there; an existing folder with data in it is replaced only when
+    `overwrite`). A video that cannot be read is reported and skipped; the others are scored."""
     import tqdm
 
+    from streamchar.atomic import atomic_folder
     from streamchar.eval import plots
+    from streamchar.paths import output_folder
     from streamchar.streaming.generate import write_json
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     opts = opts.validate()
-    videos, out = Path(videos), Path(out)
-    files = _find_videos(videos)
-    if not out.parent.is_dir():
-        raise StreamCharError(f"--out: folder {out.parent} does not exist")
-    out.mkdir(exist_ok=True)
+    videos, out = Path(videos), output_folder(out, "--out", overwrite)
+    files, unreadable = _find_videos(videos), {}
+    for path in files:  # files that do not even open are set aside before any network is loaded
+        try:
+            video_info(path)
+        except UnreadableVideo as e:
+            unreadable[path.name] = str(e)
+    if len(unreadable) == len(files):
+        raise StreamCharError(f"no video in {videos} could be read: " + "; ".join(f"{k}: {v}"
+                                                                                  for k, v in unreadable.items()))
+    for name, reason in unreadable.items():
+        log(f"streamchar eval: {name} skipped: {reason}")
     protocol = get_protocol(opts.protocol)
     backends = Backends(opts, log)
     ref_fid, ref_fvd = _reference_features(backends, opts, log) if opts.refs is not None else (None, None)
 
     entries, extras = [], []
-    for path in tqdm.tqdm(files, unit="video", disable=not progress, dynamic_ncols=True):
+    for path in tqdm.tqdm([f for f in files if f.name not in unreadable], unit="video", disable=not progress,
+                          dynamic_ncols=True):
         txt = path.with_suffix(".txt")
-        transcript = txt.read_text().strip() if txt.is_file() else None
-        if transcript == "":
-            raise StreamCharError(f"{txt} is empty: WER needs the transcript the video was asked to speak")
-        entry, extra = score_video(path, backends, opts, transcript, _reference_image(opts.refs, path.stem))
+        transcript = _transcript(txt)
+        try:
+            entry, extra = score_video(path, backends, opts, transcript, _reference_image(opts.refs, path.stem))
+        except UnreadableVideo as e:
+            unreadable[path.name] = str(e)
+            log(f"streamchar eval: {path.name} skipped: {e}")
+            continue
         timings = _timings(videos, opts.timings, path.stem)
         if timings is not None:
             entry["latency"] = {"rtf": float(timings["rtf"]), "first_chunk_s": float(timings["first_chunk_s"]),
@@ -418,27 +435,53 @@ def evaluate(videos: str | Path, out: str | Path, opts: EvalOptions, progress: b
             extra["timings"] = timings
         entries.append(entry)
         extras.append(extra)
+    if not entries:
+        raise StreamCharError(f"no video in {videos} could be read: " + "; ".join(f"{k}: {v}"
+                                                                                  for k, v in unreadable.items()))
 
     metrics = aggregate(entries, extras, backends, opts, ref_fid, ref_fvd)
+    partial = [f"{name} covers {m['videos']} of {len(entries)} videos (see the videos' warnings)"
+               for name, m in metrics.items() if m["videos"] < len(entries)]
+    for name, m in metrics.items():
+        m["covers"] = f"{m['videos']} of {len(entries)}"
     short = [e["key"] for e in entries if e["seconds"] < protocol.seconds - 1.5]  # a chunk of slack
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "streamchar": _version(),
         "python": platform.python_version(),
-        "protocol": dataclasses.asdict(protocol) | {"videos_expected": protocol.num, "videos_found": len(entries)},
+        "protocol": dataclasses.asdict(protocol) | {"videos_expected": protocol.num, "videos_found": len(files),
+                                                    "videos_scored": len(entries)},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()},
         "metrics": metrics,
         "backends": backends.records,
         "skipped": backends.skipped,
+        "unreadable": unreadable,
         "not_implemented": NOT_IMPLEMENTED,
-        "warnings": ([f"{len(entries)} videos, the protocol has {protocol.num}"] if len(entries) != protocol.num
-                     else []) + ([f"shorter than the protocol's {protocol.seconds:g} s: {short}"] if short else []),
+        "warnings": ([f"{len(entries)} videos scored, the protocol has {protocol.num}"]
+                     if len(entries) != protocol.num else [])
+                    + ([f"shorter than the protocol's {protocol.seconds:g} s: {short}"] if short else [])
+                    + [f"{k} could not be read and is not scored: {v}" for k, v in unreadable.items()] + partial,
         "videos": entries,
     }
-    report["plots"] = plots.write_all(out / "plots", entries, extras)
-    write_json(report, out / "report.json")
-    _write_text(out / "summary.md", summary_markdown(report))
+    with atomic_folder(out) as tmp:  # nothing is left behind by a failed run
+        report["plots"] = [str(out / Path(p).relative_to(tmp)) for p in plots.write_all(tmp / "plots", entries,
+                                                                                         extras)]
+        write_json(report, tmp / "report.json")
+        _write_text(tmp / "summary.md", summary_markdown(report))
     return report
+
+
+def _transcript(txt: Path) -> str | None:
+    if not txt.is_file():
+        return None
+    try:
+        transcript = txt.read_text().strip()
+    except UnicodeDecodeError:
+        raise StreamCharError(f"{txt} is not UTF-8 text: WER needs the transcript the video was asked to speak") \
+            from None
+    if transcript == "":
+        raise StreamCharError(f"{txt} is empty: WER needs the transcript the video was asked to speak")
+    return transcript
 
 
 def _version() -> str:
@@ -470,11 +513,12 @@ def summary_markdown(report: dict) -> str:
     """The report's headline numbers as Markdown."""
     p = report["protocol"]
     lines = [f"# streamchar eval: {p['name']} protocol", "",
-             f"{p['videos_found']} videos (the protocol has {p['videos_expected']} of {p['seconds']:g} s); "
+             f"{p['videos_scored']} of {p['videos_found']} videos scored (the protocol has {p['videos_expected']} of "
+             f"{p['seconds']:g} s); "
              f"{report['created']}, streamchar {report['streamchar']}.", "",
              "| metric | value | better | videos | backend | proxy |", "|---|---|---|---|---|---|"]
     for name, m in report["metrics"].items():
-        lines.append(f"| {name} | {_fmt(m['value'])} | {m['direction']} | {m['videos']} | {m.get('backend', '')} | "
+        lines.append(f"| {name} | {_fmt(m['value'])} | {m['direction']} | {m['covers']} | {m.get('backend', '')} | "
                      f"{'yes' if m.get('proxy') else 'no'} |")
     if report["skipped"]:
         lines += ["", "## Skipped", ""] + [f"- **{k}**: {v}" for k, v in report["skipped"].items()]

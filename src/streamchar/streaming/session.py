@@ -76,12 +76,21 @@ class StreamSession:
         if sampler not in ("student", "teacher"):
             raise StreamCharError(f"sampler must be 'student' or 'teacher', got {sampler!r}")
         guidance = (cfg.stream.guidance_video, cfg.stream.guidance_audio) if guidance is None else tuple(guidance)
-        if len(guidance) != 2 or not all(g > 0 for g in guidance):
+        if len(guidance) != 2 or not all(0 < g < float("inf") for g in guidance):
             raise StreamCharError(f"guidance must be two scales > 0 (video, audio), got {guidance}")
         H, W = cfg.video.height, cfg.video.width
         if not isinstance(ref_image, np.ndarray) or ref_image.shape != (H, W, 3) or ref_image.dtype != np.uint8:
-            got = getattr(ref_image, "shape", type(ref_image).__name__)
+            got = (f"a {tuple(ref_image.shape)} {ref_image.dtype} array" if isinstance(ref_image, np.ndarray)
+                   else type(ref_image).__name__)
             raise StreamCharError(f"reference image must be a ({H}, {W}, 3) uint8 array, got {got}")
+        C = cfg.audio.channels
+        if ref_audio is not None and (not isinstance(ref_audio, np.ndarray) or ref_audio.ndim != 2
+                                      or ref_audio.shape[0] != C or ref_audio.shape[1] == 0
+                                      or not np.issubdtype(ref_audio.dtype, np.floating)):
+            got = (f"a {tuple(ref_audio.shape)} {ref_audio.dtype} array" if isinstance(ref_audio, np.ndarray)
+                   else type(ref_audio).__name__)
+            raise StreamCharError(f"reference audio must be a ({C}, samples) float array at "
+                                  f"{cfg.audio.sample_rate} Hz, got {got}")
         self.model, self.cfg = model, cfg
         self.sampler, self.stop_at_end, self.max_seconds = sampler, stop_at_end, max_seconds
         self.guidance = guidance if sampler == "teacher" and guidance != (1.0, 1.0) else None

@@ -1,6 +1,6 @@
 """Training the SynthTalk speech judge (`eval/judge.py`) on true SynthTalk speech, with the shared Trainer.
 
-    streamchar train asr-judge --config configs/asr_judge_tiny.yaml [--data DIR] [--out-dir DIR] [--steps N]
+    streamchar train asr-judge --config asr_judge_tiny [--data DIR] [--out-dir DIR] [--steps N]
 
 Data: every clip of `train_splits` (all voices), audio only, at 16 kHz. Targets come from the clip's own
 metadata: each word's espeak-ng phonemes (`data/pronounce.word_phonemes`), words joined by the separator.

@@ -28,7 +28,7 @@ with `save_pretrained` to `<train.out_dir>/codec`, and a report (also `<train.ou
     video: PSNR (dB, uint8 frames, pooled over chunks) on held-out clips before and after training
     audio: pocketsphinx WER on held-out speech: original, codec round trip before and after training
 
-    streamchar train codec-video --config configs/codec_video_tiny.yaml [--data DIR] [--out-dir DIR] [--steps N]
+    streamchar train codec-video --config codec_video_tiny [--data DIR] [--out-dir DIR] [--steps N]
 """
 
 from __future__ import annotations

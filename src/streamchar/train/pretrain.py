@@ -25,7 +25,7 @@ orchestrator and the DiT's audio path (`AUDIO_PATH`: audio_embedding, audio_enco
 audio_decoder, audio_head). Everything else in the DiT (patch_embedding, text/time embeddings, the
 blocks' shared attention, norms, modulation and video FFN, head) is frozen, so the video model is kept.
 
-    cfg = PretrainConfig.from_yaml("configs/pretrain_tiny.yaml")
+    cfg = PretrainConfig.from_yaml(resolve_config("pretrain_tiny"))   # streamchar.configs: installed configs
     summary = run_pretrain(cfg)          # resumes from cfg.train.out_dir; writes <out_dir>/final
 """
 
