@@ -8,5 +8,5 @@ mkdir -p out
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/streamchar generate --random-init \
   --text "Hello! I am a streaming character. Every chunk of my speech and video is generated together, faster than you can watch it." \
-  --ref-image assets/character.png --out out/demo.mp4 --max-seconds 11 --timings out/demo_timings.json \
+  --ref-image src/streamchar/bundled/character.png --out out/demo.mp4 --max-seconds 11 --timings out/demo_timings.json \
   --sampler student "$@"

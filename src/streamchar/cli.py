@@ -90,6 +90,47 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """The live server: the model loaded once, sessions streamed by one worker."""
+    if not 1 <= args.port <= 65535:
+        raise StreamCharError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_sessions < 1:
+        raise StreamCharError(f"--max-sessions must be >= 1, got {args.max_sessions}")
+    if args.token is not None and not args.token.strip():
+        raise StreamCharError("--token is empty: give a secret, or leave the option out")
+    if args.checkpoint is None and not args.random_init:
+        raise StreamCharError(NO_MODEL)
+    if args.checkpoint is not None and args.random_init:
+        raise StreamCharError("--checkpoint and --random-init exclude each other: choose one")
+    if args.max_lead is not None and not args.max_lead > 0:
+        raise StreamCharError(f"--max-lead must be > 0 seconds, got {args.max_lead}")
+    ref = input_file(args.ref_image, "--ref-image") if args.ref_image else None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and args.token is None:
+        print(f"streamchar: serving on {args.host} without --token: anyone who reaches this port can use the "
+              "model", file=sys.stderr)
+    import uvicorn
+
+    from streamchar.config import preset
+    from streamchar.device import inference_dtype, pick_device
+    from streamchar.pipeline import StreamChar
+    from streamchar.serve.app import ServeOptions, create_app
+
+    device = pick_device(args.device)
+    if args.checkpoint is not None:
+        model = StreamChar.from_pretrained(_model_folder(args.checkpoint), device=device)
+    else:
+        print(f"streamchar: {NO_MODEL.split(':')[0]}; serving RANDOM weights (--random-init, preset {args.preset}): "
+              "the streams are noise, not a character", file=sys.stderr)
+        model = StreamChar.from_config(preset(args.preset), seed=0).to(device)
+    model = model.to(inference_dtype(device)).eval()
+    app = create_app(model, ServeOptions(token=args.token, max_sessions=args.max_sessions,
+                                         max_lead_seconds=args.max_lead, idle_seconds=args.idle_seconds,
+                                         reference_image=ref))
+    print(f"streamchar: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_info(args) -> int:
     from streamchar.config import preset
     from streamchar.pipeline import parameter_counts
@@ -453,6 +494,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--timings", help="write per-chunk timings to this JSON file")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+
+    sv = sub.add_parser("serve", help="a live streaming server: HTTP + WebSocket API and a browser player")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (localhost only by default)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port")
+    sv.add_argument("--checkpoint", help="a trained model folder or a bundled name")
+    sv.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
+    sv.add_argument("--preset", default="tiny", choices=presets, help="with --random-init")
+    sv.add_argument("--max-sessions", type=int, default=4, help="live sessions at once; more get 429")
+    sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (WebSocket: the header or ?token=)")
+    sv.add_argument("--ref-image", help="the character of sessions that upload none (default: the bundled one)")
+    sv.add_argument("--max-lead", type=float, default=4.0,
+                    help="seconds a stream may be generated ahead of its playback")
+    sv.add_argument("--idle-seconds", type=float, default=60.0, help="unused sessions expire after this long")
+    sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    sv.set_defaults(func=cmd_serve)
 
     i = sub.add_parser("info", help="parameter counts of a preset (built on the meta device)")
     i.add_argument("--preset", default="tiny", choices=presets, help="the model size")

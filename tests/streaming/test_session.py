@@ -141,3 +141,31 @@ def test_estimated_chunks_follow_the_text_and_the_pointer(model):
         with torch.no_grad():
             model.orchestrator.pap.offset.bias.zero_()
     assert StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=4, stop_at_end=False).estimated_chunks() == 3
+
+
+def test_live_text_reaches_the_orchestrator_from_the_next_chunk(model):
+    """append_text: E_txt of the next chunk ends with the new words; interrupt: what is not yet spoken is replaced,
+    what is spoken stays; a stream that ended because its transcript was spoken goes on when text arrives."""
+    s = StreamSession(model, text="hello there", ref_image=IMG, max_seconds=100, stop_at_end=False)
+    s.step()
+    before = s.transcript
+    s.append_text("and good morning")
+    added = model.tokenizer(" and good morning", add_special_tokens=False)["input_ids"]
+    assert s.transcript == before + added and s.text == "hello there and good morning"
+    s.step()
+    ids = s.last_record.orchestrator.text_ids[0, :int(s.last_record.orchestrator.text_len[0])].tolist()
+    assert ids[-len(added):] == added
+    s.state.spoken = 2.0  # the pointer says: two tokens are spoken
+    s.interrupt("stop, listen")
+    new = model.tokenizer(" stop, listen", add_special_tokens=False)["input_ids"]
+    assert s.transcript == before[:2] + new and s.text.endswith("stop, listen")
+    assert s.spoken_text() == model.tokenizer.decode(before[:2]).strip()
+    with pytest.raises(StreamCharError, match="empty"):
+        s.append_text("   ")
+    s.done = True  # as if the transcript had been spoken
+    s.append_text("one more thing")
+    assert not s.done
+    ended = StreamSession(model, text="hi", ref_image=IMG, max_seconds=1.0, stop_at_end=False)
+    list(ended)
+    ended.append_text("too late")  # max_seconds is reached: the stream stays ended
+    assert ended.done

@@ -4,7 +4,8 @@
     tiny-codecs   a pipeline skeleton with the trained tiny codecs (video_codec/, audio_codec/, config.yaml);
                   the trained DiT and orchestrator join it in later releases
 
-Each folder holds final weights only (safetensors) and a card saying how it was trained.
+Each folder holds final weights only (safetensors) and a card saying how it was trained. `CHARACTER` is the
+bundled character's portrait (the demo's and the server's default reference image).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from streamchar.errors import StreamCharError
 
 ROOT = Path(__file__).resolve().parent
+CHARACTER = ROOT / "character.png"
 
 
 def bundled_names() -> list[str]:

@@ -126,6 +126,42 @@ class StreamSession:
     def transcript(self) -> list[int]:
         return self.inputs.transcript.tolist()
 
+    # -- live edits: the orchestrator reads the transcript anew every chunk, so they count from the next one --
+    def append_text(self, text: str) -> None:
+        """Add `text` to the end of the transcript; the pointer's end follows the new end. A stream that had
+        ended because its transcript was spoken goes on (not one that reached `max_seconds`)."""
+        ids = self._tokens(text)
+        self.inputs.transcript = torch.cat([self.inputs.transcript, ids])
+        self.text = f"{self.text} {text.strip()}"
+        self._reopen()
+
+    def interrupt(self, text: str) -> None:
+        """Barge-in: replace the part of the transcript not yet spoken (after the pointer) with `text`. The
+        stream carries on from its current motion, sink and history."""
+        ids = self._tokens(text)
+        spoken = max(self.state.text_offset, round(self.state.spoken))
+        kept = self.inputs.transcript[:spoken]
+        self.inputs.transcript = torch.cat([kept, ids])
+        said = self.model.tokenizer.decode(kept.tolist()).strip()
+        self.text = f"{said} {text.strip()}".strip()
+        self._reopen()
+
+    def spoken_text(self) -> str:
+        """The transcript up to the pointer: what has been said so far."""
+        return self.model.tokenizer.decode(self.transcript[:round(self.state.spoken)]).strip()
+
+    def _tokens(self, text: str) -> torch.Tensor:
+        if not isinstance(text, str) or not text.strip():
+            raise StreamCharError("the text is empty: give some text to speak")
+        ids = self.model.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise StreamCharError("the text has no tokens after tokenization")
+        return torch.tensor(ids, dtype=torch.int64, device=self.device)
+
+    def _reopen(self) -> None:
+        if self.done and self.state.index * self.cfg.chunk_seconds < self.max_seconds - 1e-9:
+            self.done = False
+
     # -- one chunk ------------------------------------------------------------------------------------
     @torch.no_grad()
     def step(self) -> Chunk:

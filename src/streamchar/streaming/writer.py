@@ -132,27 +132,10 @@ class MP4Writer:
             self._encode_audio(self._resampler.resample(frame))
 
     def _check_frames(self, frames: np.ndarray) -> np.ndarray:
-        want = (self.height, self.width, 3)
-        if not isinstance(frames, np.ndarray):
-            raise StreamCharError(f"frames must be a numpy array (T, H, W, 3), got {type(frames).__name__}")
-        if frames.dtype != np.uint8:
-            raise StreamCharError(f"frames must be uint8, got dtype {frames.dtype}")
-        if frames.ndim != 4 or frames.shape[1:] != want:
-            raise StreamCharError(f"frames must have shape (T, {self.height}, {self.width}, 3), got {frames.shape}")
-        return frames
+        return check_frames(frames, self.height, self.width)
 
     def _check_audio(self, audio: np.ndarray) -> np.ndarray:
-        if not isinstance(audio, np.ndarray):
-            raise StreamCharError(f"audio must be a numpy array ({self.channels}, S), got {type(audio).__name__}")
-        if audio.dtype != np.float32:
-            raise StreamCharError(f"audio must be float32, got dtype {audio.dtype}")
-        if audio.ndim == 1 and self.channels == 1:
-            audio = audio[None]
-        if audio.ndim != 2 or audio.shape[0] != self.channels:
-            raise StreamCharError(f"audio must have shape ({self.channels}, S) (or (S,) for mono), got {audio.shape}")
-        if not np.isfinite(audio).all():
-            raise StreamCharError("audio contains NaN or inf")
-        return np.clip(audio, -1.0, 1.0)
+        return check_audio(audio, self.channels)
 
     def _encode_audio(self, frames: list) -> None:
         for frame in frames:
@@ -195,6 +178,32 @@ class MP4Writer:
             self.close()
         else:
             self.abort()
+
+
+def check_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A chunk's frames: (T, height, width, 3) uint8, or a one-line error naming what is wrong."""
+    if not isinstance(frames, np.ndarray):
+        raise StreamCharError(f"frames must be a numpy array (T, H, W, 3), got {type(frames).__name__}")
+    if frames.dtype != np.uint8:
+        raise StreamCharError(f"frames must be uint8, got dtype {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[1:] != (height, width, 3):
+        raise StreamCharError(f"frames must have shape (T, {height}, {width}, 3), got {frames.shape}")
+    return frames
+
+
+def check_audio(audio: np.ndarray, channels: int) -> np.ndarray:
+    """A chunk's audio: (channels, S) float32 ((S,) for mono), finite; clipped to [-1, 1]."""
+    if not isinstance(audio, np.ndarray):
+        raise StreamCharError(f"audio must be a numpy array ({channels}, S), got {type(audio).__name__}")
+    if audio.dtype != np.float32:
+        raise StreamCharError(f"audio must be float32, got dtype {audio.dtype}")
+    if audio.ndim == 1 and channels == 1:
+        audio = audio[None]
+    if audio.ndim != 2 or audio.shape[0] != channels:
+        raise StreamCharError(f"audio must have shape ({channels}, S) (or (S,) for mono), got {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise StreamCharError("audio contains NaN or inf")
+    return np.clip(audio, -1.0, 1.0)
 
 
 def probe_mp4(path: str | os.PathLike) -> dict:
