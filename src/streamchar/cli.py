@@ -125,7 +125,7 @@ def cmd_serve(args) -> int:
     model = model.to(inference_dtype(device)).eval()
     app = create_app(model, ServeOptions(token=args.token, max_sessions=args.max_sessions,
                                          max_lead_seconds=args.max_lead, idle_seconds=args.idle_seconds,
-                                         reference_image=ref))
+                                         reference_image=ref, sampler=args.sampler))
     print(f"streamchar: serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -507,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-lead", type=float, default=4.0,
                     help="seconds a stream may be generated ahead of its playback")
     sv.add_argument("--idle-seconds", type=float, default=60.0, help="unused sessions expire after this long")
+    sv.add_argument("--sampler", default=None, choices=samplers,
+                    help="the 4-step student or the Euler teacher (default: the checkpoint's: the teacher unless "
+                         "the model is distilled)")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     sv.set_defaults(func=cmd_serve)
 

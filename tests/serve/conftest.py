@@ -45,7 +45,7 @@ def running_server(model, **options):
         sock.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def start_server():
     """start_server(model, **ServeOptions) -> a context manager yielding (url, app)."""
     return running_server

@@ -206,3 +206,49 @@ def test_worker_round_robin_gives_every_session_a_chunk_in_turn(tiny_model, star
         assert sorted(names) == sorted(names) and names.count("a") >= 1 and names.count("b") >= 1
         first_a, first_b = names.index("a"), names.index("b")
         assert abs(first_a - first_b) == 1  # the second session's first chunk comes right after the first's
+
+
+@pytest.mark.parametrize("args,words", [
+    ([], "no trained model is bundled"),
+    (["--random-init", "--port", "70000"], "--port must be between 1 and 65535"),
+    (["--random-init", "--max-sessions", "0"], "--max-sessions must be >= 1"),
+    (["--random-init", "--token", " "], "--token is empty"),
+    (["--random-init", "--ref-image", "/nonexistent.png"], "--ref-image not found"),
+])
+def test_serve_bad_options_fail_in_one_line(capsys, args, words):
+    from streamchar.cli import main
+
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+
+
+def test_streamchar_serve_command_answers(tmp_path):
+    """The command itself: a subprocess on a free port answers /v1/health, then stops on SIGTERM."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamchar.cli", "serve", "--random-init", "--port", str(port),
+                             "--device", "cpu"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.2)
+        assert health.status_code == 200 and health.json()["preset"] == "tiny"
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=30)
+    err = proc.stderr.read()
+    assert code in (0, -15) and "Traceback" not in err, err  # uvicorn shuts down, then re-raises SIGTERM
+    assert "RANDOM weights" in err

@@ -50,6 +50,7 @@ class ServeOptions:
     max_prompt_chars: int = 2_000
     max_seconds: float = 3600.0  # the longest stream a request may ask for
     reference_image: Path | None = None  # the character used when a request uploads none
+    sampler: str | None = None  # None: the model's (the teacher unless it is distilled)
 
 
 class TextIn(BaseModel):
@@ -134,7 +135,7 @@ def create_app(model, options: ServeOptions | None = None) -> FastAPI:
         image_array = _decode_image(image, opts.reference_image or CHARACTER, cfg)  # the bundled character
         audio_array = _decode_audio(audio, cfg) if audio is not None else None
         args = dict(text=text, ref_image=image_array, ref_audio=audio_array, prompt=prompt, seed=seed,
-                    max_seconds=max_seconds)
+                    max_seconds=max_seconds, sampler=opts.sampler)
         try:
             s = await worker().submit(lambda: worker().create(**args))
         except SessionLimit as e:

@@ -175,7 +175,7 @@ class Worker:
                       "total_s": round(chunk.timings.total, 4), "spoken": round(chunk.spoken, 2),
                       "transcript_tokens": len(s.stream.transcript), "spoken_text": s.stream.spoken_text(),
                       "transcript": s.stream.text, "deadline_met": met,
-                      "late_s": round(max(0.0, now - deadline), 4)})
+                      "late_s": round(max(0.0, now - deadline), 4), "ready_unix": time.time()})
         if s.stream.done:
             reason = "transcript spoken" if round(s.stream.state.spoken) >= len(s.stream.transcript) \
                 else "max_seconds reached"
