@@ -29,3 +29,35 @@ def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock timings measure it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class StageClock:
+    """Per-stage times of one chunk without syncing in the hot loop: `mark(stage)` ends the interval since the
+    previous mark and books it to `stage`. On CUDA the marks are events read once, when `durations()` is asked
+    (after the chunk's last kernel); on the CPU, where every op has finished when it returns, perf_counter."""
+
+    def __init__(self, device: torch.device):
+        import time
+
+        self.cuda = device.type == "cuda"
+        self._now = time.perf_counter
+        self.marks: list[tuple[str, object]] = [("start", self._point())]
+
+    def _point(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return self._now()
+
+    def mark(self, stage: str) -> None:
+        self.marks.append((stage, self._point()))
+
+    def durations(self) -> dict[str, float]:
+        if self.cuda:
+            self.marks[-1][1].synchronize()
+        out: dict[str, float] = {}
+        for (_, a), (stage, b) in zip(self.marks, self.marks[1:]):
+            seconds = a.elapsed_time(b) / 1000.0 if self.cuda else b - a
+            out[stage] = out.get(stage, 0.0) + seconds
+        return out

@@ -169,3 +169,26 @@ def test_live_text_reaches_the_orchestrator_from_the_next_chunk(model):
     list(ended)
     ended.append_text("too late")  # max_seconds is reached: the stream stays ended
     assert ended.done
+
+
+def test_pipelined_stream_equals_the_sequential_one(model):
+    """Decoding chunk k on a second thread while chunk k+1 is generated changes nothing in the output, keeps the
+    order, and hands every chunk to on_chunk (timed as `write`)."""
+    seq = list(StreamSession(model, text=TEXT, ref_image=IMG, seed=4, max_seconds=5, stop_at_end=False)
+               .chunks(pipelined=False))
+    seen = []
+    pipe = list(StreamSession(model, text=TEXT, ref_image=IMG, seed=4, max_seconds=5, stop_at_end=False)
+                .chunks(on_chunk=lambda c: seen.append(c.index)))
+    assert [c.index for c in pipe] == [c.index for c in seq] == seen == [0, 1, 2, 3]
+    for a, b in zip(seq, pipe):
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio) and a.spoken == b.spoken
+        assert b.timings.write > 0 and b.timings.orchestrator > 0 and b.timings.dit > 0 and b.timings.decode > 0
+
+
+def test_a_consumer_that_stops_early_stops_the_pipeline(model):
+    s = StreamSession(model, text=TEXT, ref_image=IMG, seed=4, max_seconds=100, stop_at_end=False)
+    it = iter(s)
+    assert next(it).index == 0
+    it.close()  # joins the generating thread: at most `ahead` chunks were made past the one taken
+    assert 1 <= s.state.index <= 3
+    assert s.step().index == s.state.index - 1  # the session goes on after a closed iterator

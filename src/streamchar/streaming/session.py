@@ -10,7 +10,9 @@ Per chunk (33 frames, 1.375 s):
                           condition KV. Guidance batches the unconditional row (prompt, reference frame and
                           c_a dropped) with the conditional one in the same DiT pass.
   4. progress             the pointer reads c_a of the clean audio (t = 0): how much transcript is spoken
-  5. decode               video latents -> 33 RGB frames, audio latents -> waveform    (`decode` time)
+  5. decode               video latents -> 33 RGB frames, audio latents -> waveform    (`decode` time);
+                          iterating a session pipelines it: chunk k decodes on a second thread (a CUDA
+                          stream on GPU) while chunk k+1 runs steps 0-4
   6. state update         motion <- this chunk's latents (reused, never re-encoded); sink <- chunk 0;
                           history += this chunk's audio latents, exactly 15 s kept: when a chunk's audio has
                           left the window, the transcript it spoke (its pointer endpoint) leaves E_txt
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from streamchar.device import sync
+from streamchar.device import StageClock
 from streamchar.diffusion.samplers import euler_sample, guided, student_sample, student_timesteps
 from streamchar.errors import StreamCharError
 from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record, collate
@@ -48,12 +50,25 @@ class ChunkTimings:
 
 
 @dataclass
+class Latents:
+    """A generated chunk before decoding."""
+
+    index: int
+    z_v: torch.Tensor  # (1, C, K, h, w) video latents
+    z_a: torch.Tensor  # (1, T_a, C_a) audio latents
+    spoken: float  # the pointer's absolute endpoint after it
+    clock: StageClock  # the orchestrator / DiT times of its generation
+    ready: object = None  # CUDA: an event after its last kernel (the decode stream waits on it)
+
+
+@dataclass
 class Chunk:
     index: int
     frames: np.ndarray  # (33, H, W, 3) uint8
     audio: np.ndarray  # (channels, samples) float32 in [-1, 1]
     spoken: float  # transcript tokens spoken by the end of this chunk (pointer endpoint, absolute)
     timings: ChunkTimings
+    wall: float | None = None  # in a stream: time since the previous chunk was delivered (set by the consumer)
 
 
 class StreamSession:
@@ -163,12 +178,17 @@ class StreamSession:
             self.done = False
 
     # -- one chunk ------------------------------------------------------------------------------------
-    @torch.no_grad()
     def step(self) -> Chunk:
+        """The next chunk, generated and decoded in sequence."""
+        return self._decode(self._generate())
+
+    @torch.no_grad()
+    def _generate(self) -> "Latents":
+        """Steps 0-4 and 6: the chunk's latents and the stream's new state (no decoding)."""
         if self.done:
             raise RuntimeError("this stream has ended; start a new StreamSession")
         m, cfg, st, dev = self.model, self.cfg, self.state, self.device
-        timings = ChunkTimings()
+        clock = StageClock(dev)
 
         # 0. The chunk's inputs; with guidance, a second row that drops what training drops together.
         record = chunk_record(self.inputs, st)
@@ -180,31 +200,23 @@ class StreamSession:
 
         # 1. Orchestrator prefix: [e_ref | prompt + remaining transcript | e_hist], once per chunk (the
         #    unconditional row drops c_a, so only the conditional row needs the orchestrator).
-        t0 = time.perf_counter()
         prefix = m.orchestrator.encode_prefix(record.orchestrator)
-        sync(dev)
-        timings.orchestrator += time.perf_counter() - t0
+        clock.mark("orchestrator")
 
         # 2. Condition tokens: their keys and values, once per chunk.
-        t0 = time.perf_counter()
         cache = m.dit.encode_conditions(rows.conditions(m.dit), rows.context.to(m.dtype))
-        sync(dev)
-        timings.dit += time.perf_counter() - t0
+        clock.mark("dit")
 
         # 3. Denoise: every step = 33 orchestrator tokens on the prefix cache + the DiT's noisy tokens.
         def velocity(x_v, x_a, t):
-            t0 = time.perf_counter()
             c_a, _ = m.orchestrator.condition(prefix, x_a, t)
-            sync(dev)
-            t1 = time.perf_counter()
+            clock.mark("orchestrator")
             if self.guidance is None:
                 v = m.dit(x_v, x_a, c_a, t, cache)
             else:  # [conditional | unconditional (c_a = 0)] in one pass
                 v = guided(m.dit(torch.cat([x_v, x_v]), torch.cat([x_a, x_a]),
                                  torch.cat([c_a, torch.zeros_like(c_a)]), torch.cat([t, t]), cache), self.guidance)
-            sync(dev)
-            timings.orchestrator += t1 - t0
-            timings.dit += time.perf_counter() - t1
+            clock.mark("dit")
             return v
 
         h, w = cfg.latent_size
@@ -218,30 +230,101 @@ class StreamSession:
             z_v, z_a = euler_sample(velocity, x_v, x_a, cfg.stream.teacher_steps, cfg.stream.shift)
 
         # 4. Progress: the pointer on the clean audio's condition states.
-        t0 = time.perf_counter()
         _, hidden = m.orchestrator.condition(prefix, z_a, torch.zeros(1, device=dev))
-        spoken = int(record.text_offset[0]) + m.orchestrator.pointer(prefix, hidden).endpoint.item()
-        sync(dev)
-        timings.orchestrator += time.perf_counter() - t0
+        spoken = record.text_offset[0] + m.orchestrator.pointer(prefix, hidden).endpoint  # a tensor: no sync
+        clock.mark("orchestrator")
 
-        # 5. Decode both modalities.
-        t0 = time.perf_counter()
-        frames = m.video_codec.decode(z_v)  # (1, 3, 33, H, W) in [-1, 1]
-        audio = m.audio_codec.decode(z_a)  # (1, channels, samples)
-        frames = ((frames[0].permute(1, 2, 3, 0).float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        audio = audio[0].float().cpu().numpy()
-        timings.decode = time.perf_counter() - t0
-
-        # 6. State: motion <- this chunk, sink <- chunk 0, history window of exactly 15 s.
-        advance(st, z_v[0], z_a[0], spoken, history_frames=cfg.history_frames)
-        chunk = Chunk(st.index - 1, frames, audio, st.spoken, timings)
+        # 6. State: motion <- this chunk, sink <- chunk 0, history of exactly 15 s. (The pointer's number is
+        #    read here: the one sync of the chunk.)
+        advance(st, z_v[0], z_a[0], float(spoken), history_frames=cfg.history_frames)
         finished = self.stop_at_end and round(st.spoken) >= len(self.inputs.transcript)
         self.done = finished or st.index * cfg.chunk_seconds >= self.max_seconds - 1e-9
-        return chunk
+        return Latents(st.index - 1, z_v, z_a, st.spoken, clock)
 
+    @torch.no_grad()
+    def _decode(self, lat: "Latents") -> Chunk:
+        """Step 5: both modalities' latents -> 33 RGB frames and the waveform."""
+        t0 = time.perf_counter()
+        m = self.model
+        frames = m.video_codec.decode(lat.z_v)  # (1, 3, 33, H, W) in [-1, 1]
+        audio = m.audio_codec.decode(lat.z_a)  # (1, channels, samples)
+        frames = ((frames[0].permute(1, 2, 3, 0).float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        audio = audio[0].float().cpu().numpy()  # the copies to the host wait for the decode: no extra sync
+        stages = lat.clock.durations()
+        timings = ChunkTimings(orchestrator=stages.get("orchestrator", 0.0), dit=stages.get("dit", 0.0),
+                               decode=time.perf_counter() - t0)
+        return Chunk(lat.index, frames, audio, lat.spoken, timings)
+
+    # -- the stream ---------------------------------------------------------------------------------
     def __iter__(self):
-        while not self.done:
-            yield self.step()
+        """Chunks in order, pipelined (see `chunks`)."""
+        return self.chunks()
+
+    def chunks(self, on_chunk=None, pipelined: bool = True, ahead: int = 2):
+        """Yield every chunk in order. Pipelined (paper §5.1): one thread generates (orchestrator, DiT, pointer,
+        state), another decodes (on CUDA on its own stream) and hands each chunk to `on_chunk` (e.g. a file
+        writer, timed as `write`), so chunk k's decode and write overlap chunk k+1's generation, and chunk k is
+        yielded as soon as it is decoded. At most `ahead` chunks are generated and not yet taken.
+        `pipelined=False` does one thing at a time in the caller's thread."""
+        import queue
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        def finish(lat: Latents) -> Chunk:
+            if lat.ready is not None:  # CUDA: the decode stream waits for the generation stream's kernels
+                self._decode_stream.wait_event(lat.ready)
+                with torch.cuda.stream(self._decode_stream):
+                    for z in (lat.z_v, lat.z_a):
+                        z.record_stream(self._decode_stream)  # the allocator keeps them until this stream is done
+                    chunk = self._decode(lat)
+            else:
+                chunk = self._decode(lat)
+            if on_chunk is not None:
+                t0 = time.perf_counter()
+                on_chunk(chunk)
+                chunk.timings.write = time.perf_counter() - t0
+            return chunk
+
+        if not pipelined:
+            while not self.done:
+                yield finish(self._generate())
+            return
+        cuda = self.device.type == "cuda"
+        if cuda and getattr(self, "_decode_stream", None) is None:
+            self._decode_stream = torch.cuda.Stream(self.device)
+        decoded: queue.Queue = queue.Queue()  # futures of decoded chunks in order, then None (or an exception)
+        slots, stop = threading.Semaphore(ahead), threading.Event()
+
+        def generate(pool: ThreadPoolExecutor) -> None:
+            try:
+                while not self.done:
+                    slots.acquire()
+                    if stop.is_set():
+                        break
+                    lat = self._generate()
+                    if cuda:
+                        lat.ready = torch.cuda.Event()
+                        lat.ready.record()
+                    decoded.put(pool.submit(finish, lat))
+            except BaseException as e:  # the consumer raises it
+                decoded.put(e)
+            finally:
+                decoded.put(None)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamchar-decode") as pool:
+            producer = threading.Thread(target=generate, args=(pool,), name="streamchar-generate", daemon=True)
+            producer.start()
+            try:
+                while (item := decoded.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    chunk = item.result()
+                    slots.release()
+                    yield chunk
+            finally:  # also when the consumer stops early: the producer ends after its current chunk
+                stop.set()
+                slots.release()
+                producer.join()
 
     def estimated_chunks(self) -> int:
         """How many chunks this stream will have: from the pointer's pace once it has spoken (tokens per chunk
