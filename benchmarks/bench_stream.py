@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,18 @@ def make_session(model, ref_image, chunks: int, words: int, seed: int) -> Stream
                          sampler="student")  # the real-time path: the distilled 4-step sampler
 
 
+def compiled_graphs() -> int:
+    """Graphs torch.compile has made so far in this process."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chunks", type=int, default=12, help="chunks to stream (>= 10)")
     ap.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the DiT (compiled during the warm-up)")
     args = ap.parse_args()
     if args.chunks < 10:
         ap.error("--chunks must be >= 10")
@@ -89,13 +98,18 @@ def main():
 
     cfg = tiny()
     model = StreamChar.from_config(cfg, seed=0).to(device, dtype).eval()
+    if args.compile:
+        model.dit.compile()
     rng = np.random.default_rng(0)
     ref_image = rng.integers(0, 256, (cfg.video.height, cfg.video.width, 3), dtype=np.uint8)
     words = int(args.chunks * cfg.chunk_seconds * 3) + 20  # ~3 words / s of speech, with room to spare
 
     with tempfile.TemporaryDirectory(prefix="bench_stream_") as tmp:
-        log("warm-up: 2 chunks")
+        log("warm-up: 2 chunks" + (" (compiles the DiT)" if args.compile else ""))
+        t0 = time.perf_counter()
         stream_to_file(make_session(model, ref_image, 2, words, seed=1), Path(tmp) / "warmup.mp4", progress=False)
+        warmup_s = time.perf_counter() - t0
+        graphs_before = compiled_graphs()
         log(f"timed: {args.chunks} chunks, sequential (decode and write after each chunk's generation)")
         sequential = stream_to_file(make_session(model, ref_image, args.chunks, words, seed=0), Path(tmp) / "seq.mp4",
                                     progress=False, pipelined=False)
@@ -121,6 +135,9 @@ def main():
             "  ".join(f"{s} {c[f'{s}_s']:.3f}" for s in STAGES) + f"  rss {rss_mb[c['index']]:.1f} MB")
 
     print(json.dumps({
+        "compile": args.compile,
+        "warmup_s": warmup_s,
+        "recompiles_during_streams": compiled_graphs() - graphs_before,  # must be 0
         "rtf": report["rtf"],  # pipelined, from each chunk's delivery-to-delivery wall time
         "rtf_sequential": sequential["rtf"],
         "speedup_pipelined": sequential["rtf"] / report["rtf"],

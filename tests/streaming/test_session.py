@@ -192,3 +192,38 @@ def test_a_consumer_that_stops_early_stops_the_pipeline(model):
     it.close()  # joins the generating thread: at most `ahead` chunks were made past the one taken
     assert 1 <= s.state.index <= 3
     assert s.step().index == s.state.index - 1  # the session goes on after a closed iterator
+
+
+def test_static_condition_shapes_give_the_same_stream(model, monkeypatch):
+    """What a compiled DiT gets (chunk 0's absent sink and motion as masked zero frames, the mask always
+    passed) streams the same chunks as the dynamic shapes."""
+    import streamchar.streaming.session as session_module
+
+    plain = list(StreamSession(model, text=TEXT, ref_image=IMG, seed=2, max_seconds=3, stop_at_end=False)
+                 .chunks(pipelined=False))
+    monkeypatch.setattr(session_module, "_is_compiled", lambda module: True)
+    static = list(StreamSession(model, text=TEXT, ref_image=IMG, seed=2, max_seconds=3, stop_at_end=False)
+                  .chunks(pipelined=False))
+    for a, b in zip(plain, static, strict=True):
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
+        assert np.allclose(a.audio, b.audio, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_dit_never_recompiles_during_a_stream(model):
+    """torch.compile of the DiT: chunk 0 (reference only) and later chunks (reference + sink + motion) share
+    one graph, so streaming raises no recompile (dynamo is told to fail on one)."""
+    import torch._dynamo
+
+    cfg = model.cfg
+    compiled = StreamChar.from_config(cfg, seed=0).eval()
+    compiled.dit.compile()
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        chunks = list(StreamSession(compiled, text=TEXT, ref_image=IMG, seed=1, max_seconds=4, stop_at_end=False,
+                                    sampler="student").chunks(pipelined=False))
+    assert len(chunks) == 3
+    eager = list(StreamSession(StreamChar.from_config(cfg, seed=0).eval(), text=TEXT, ref_image=IMG, seed=1,
+                               max_seconds=4, stop_at_end=False, sampler="student").chunks(pipelined=False))
+    for a, b in zip(chunks, eager):
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 2

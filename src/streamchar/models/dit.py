@@ -258,9 +258,9 @@ class JointDiT(nn.Module):
         ctx = self.text_embedding(context.to(self.patch_embedding.weight.dtype))
         return [blk(ctx, prompt_kv=True) for blk in self.blocks]
 
-    def cond_tokens(self, conditions: list[CondFrames]):
+    def cond_tokens(self, conditions: list[CondFrames], keep_mask: bool = False):
         """Condition latents -> tokens (B, L_cond, dim), positions (L_cond, 3) and a key mask (B, L_cond)
-        (None when every row has every group)."""
+        (None when every row has every group, unless `keep_mask`: static shapes for a compiled DiT)."""
         tokens, pos, keep = [], [], []
         for c in conditions:
             x, (T, h, w) = self.patchify(c.latents)
@@ -271,7 +271,7 @@ class JointDiT(nn.Module):
                                                                           device=x.device)
             keep.append(present[:, None].expand(-1, x.shape[1]))
         key_mask = None
-        if any(c.present is not None and not bool(c.present.all()) for c in conditions):
+        if keep_mask or any(c.present is not None and not bool(c.present.all()) for c in conditions):
             key_mask = torch.cat(keep, 1)
         return torch.cat(tokens, 1), torch.cat(pos, 0), key_mask
 
@@ -301,16 +301,20 @@ class JointDiT(nn.Module):
         return v, self.audio_head(a, e_a).float()
 
     # -- the two passes --
-    def encode_conditions(self, conditions: list[CondFrames], context) -> ConditionCache:
+    def encode_conditions(self, conditions: list[CondFrames], context, text_kv=None,
+                          keep_mask: bool = False) -> ConditionCache:
         """Run the condition tokens (t = 0) alone, once per chunk, and keep each block's keys and values.
 
         Condition tokens attend only to condition tokens, so this is exactly what they compute inside the
-        full sequence. The last block's output is never needed, only its keys and values.
+        full sequence. The last block's output is never needed, only its keys and values. `text_kv`: the
+        prompt's per-block keys and values from `embed_text(context)`, when the caller keeps them for a
+        whole stream (the prompt does not change); else they are computed from `context`. `keep_mask`: pass
+        the condition key mask even when nothing is masked (one graph for a compiled DiT).
         """
-        text_kv = self.embed_text(context)
+        text_kv = self.embed_text(context) if text_kv is None else text_kv
         if not conditions:
             return ConditionCache(self_kv=[None] * len(self.blocks), text_kv=text_kv)
-        x, pos, key_mask = self.cond_tokens(conditions)
+        x, pos, key_mask = self.cond_tokens(conditions, keep_mask)
         rope = self.rope(pos)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L_cond)
         _, e0 = self.time_embed(torch.zeros(x.shape[0], device=x.device))

@@ -121,12 +121,20 @@ class ChunkRecord:
     def batch_size(self) -> int:
         return self.context.shape[0]
 
-    def conditions(self, dit) -> list:
-        """The DiT's condition frames (reference, sink, motion placed on the timeline)."""
+    def conditions(self, dit, static_frames: int | None = None) -> list:
+        """The DiT's condition frames (reference, sink, motion placed on the timeline). `static_frames` (a
+        chunk's video latent frames): the same shapes for every chunk, as a compiled DiT wants them: chunk 0
+        gets zero sink and motion frames that the key mask hides, and the mask is always passed."""
         if self.reference is None:
             return []
-        present = None if bool(self.has_motion.all()) else self.has_motion
-        return dit.condition_frames(self.reference, self.sink, self.motion, present)
+        if static_frames is None:
+            present = None if bool(self.has_motion.all()) else self.has_motion
+            return dit.condition_frames(self.reference, self.sink, self.motion, present)
+        sink, motion = self.sink, self.motion
+        if sink is None:
+            B, C, _, h, w = self.reference.shape
+            sink = motion = self.reference.new_zeros(B, C, static_frames, h, w)
+        return dit.condition_frames(self.reference, sink, motion, self.has_motion.to(self.reference.device))
 
     def to(self, device) -> "ChunkRecord":
         def move(x):
