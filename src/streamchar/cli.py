@@ -81,8 +81,10 @@ def cmd_generate(args) -> int:
 
         t0 = time.perf_counter()
         model.dit.compile()
-        StreamSession(model, text="warm up", ref_image=ref_image, max_seconds=cfg.chunk_seconds, stop_at_end=False,
-                      sampler=args.sampler, guidance=args.guidance).step()
+        warm_up = StreamSession(model, text="warm up", ref_image=ref_image, max_seconds=2 * cfg.chunk_seconds,
+                                stop_at_end=False, sampler=args.sampler, guidance=args.guidance)
+        for _ in warm_up.chunks():  # the stream's own path (its thread count): no recompile once it starts
+            pass
         compile_s = time.perf_counter() - t0
         print(f"streamchar: compiled the DiT in {compile_s:.1f} s", file=sys.stderr)
     session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,

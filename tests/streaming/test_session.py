@@ -172,16 +172,19 @@ def test_live_text_reaches_the_orchestrator_from_the_next_chunk(model):
 
 
 def test_pipelined_stream_equals_the_sequential_one(model):
-    """Decoding chunk k on a second thread while chunk k+1 is generated changes nothing in the output, keeps the
-    order, and hands every chunk to on_chunk (timed as `write`)."""
+    """Decoding chunk k on a second thread while chunk k+1 is generated changes nothing in the output (but float
+    rounding), keeps the order, and hands every chunk to on_chunk (timed as `write`)."""
     seq = list(StreamSession(model, text=TEXT, ref_image=IMG, seed=4, max_seconds=5, stop_at_end=False)
                .chunks(pipelined=False))
-    seen = []
+    seen, threads = [], torch.get_num_threads()
     pipe = list(StreamSession(model, text=TEXT, ref_image=IMG, seed=4, max_seconds=5, stop_at_end=False)
                 .chunks(on_chunk=lambda c: seen.append(c.index)))
+    assert torch.get_num_threads() == threads  # the decode thread's single core is its own setting
     assert [c.index for c in pipe] == [c.index for c in seq] == seen == [0, 1, 2, 3]
     for a, b in zip(seq, pipe):
-        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio) and a.spoken == b.spoken
+        # the same latents; the decode may run on fewer threads (another float summation order): +-1 level
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1 and a.spoken == b.spoken
+        assert np.allclose(a.audio, b.audio, atol=1e-5)
         assert b.timings.write > 0 and b.timings.orchestrator > 0 and b.timings.dit > 0 and b.timings.decode > 0
 
 

@@ -274,6 +274,7 @@ class StreamSession:
         `pipelined=False` does one thing at a time in the caller's thread."""
         import queue
         import threading
+        from concurrent import futures
         from concurrent.futures import ThreadPoolExecutor
 
         def finish(lat: Latents) -> Chunk:
@@ -291,11 +292,11 @@ class StreamSession:
                 chunk.timings.write = time.perf_counter() - t0
             return chunk
 
+        cuda = self.device.type == "cuda"
         if not pipelined:
             while not self.done:
                 yield finish(self._generate())
             return
-        cuda = self.device.type == "cuda"
         if cuda and getattr(self, "_decode_stream", None) is None:
             self._decode_stream = torch.cuda.Stream(self.device)
         decoded: queue.Queue = queue.Queue()  # futures of decoded chunks in order, then None (or an exception)
@@ -303,6 +304,7 @@ class StreamSession:
 
         def generate(pool: ThreadPoolExecutor) -> None:
             try:
+                first = True
                 while not self.done:
                     slots.acquire()
                     if stop.is_set():
@@ -311,12 +313,21 @@ class StreamSession:
                     if cuda:
                         lat.ready = torch.cuda.Event()
                         lat.ready.record()
-                    decoded.put(pool.submit(finish, lat))
+                    future = pool.submit(finish, lat)
+                    decoded.put(future)
+                    if first:  # chunk 0 alone: nothing competes with the first chunk's decode (its latency)
+                        first = False
+                        futures.wait([future])
             except BaseException as e:  # the consumer raises it
                 decoded.put(e)
             finally:
                 decoded.put(None)
 
+        # CPU: the two threads split the cores (torch's thread count is one setting for the process: a compiled
+        # DiT is compiled for the count it streams with, so it is set for the whole stream, not per chunk)
+        threads = torch.get_num_threads()
+        if not cuda and threads > 1:
+            torch.set_num_threads(max(1, threads // 2))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamchar-decode") as pool:
             producer = threading.Thread(target=generate, args=(pool,), name="streamchar-generate", daemon=True)
             producer.start()
@@ -331,6 +342,7 @@ class StreamSession:
                 stop.set()
                 slots.release()
                 producer.join()
+                torch.set_num_threads(threads)
 
     def estimated_chunks(self) -> int:
         """How many chunks this stream will have: from the pointer's pace once it has spoken (tokens per chunk
