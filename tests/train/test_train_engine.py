@@ -90,3 +90,34 @@ def test_bad_inputs_are_named(tmp_path):
 
     with pytest.raises(StreamCharError, match="loss is nan at step 1"):
         Trainer(model, nan_loss, data, cfg).fit()
+
+
+def test_lr_scales_per_submodule(tmp_path):
+    """A model's lr_scales() gives its parts their own learning rate (DMD: student and fake score); the
+    first AdamW step moves each parameter by about lr x scale (Adam's first step is lr x sign(grad))."""
+    from train_toy import ToyMLP
+
+    class Scaled(ToyMLP):
+        def lr_scales(self):
+            return {"out": 0.2, "blocks.1": 0.5}
+
+    model, data, cfg = make_run(tmp_path, steps=1, warmup_steps=0)
+    scaled = Scaled()
+    scaled.load_state_dict(model.state_dict())
+    before = {n: p.detach().clone() for n, p in scaled.named_parameters()}
+    trainer = Trainer(scaled, mse_loss, data, cfg)
+    trainer.fit()
+    lr = cfg.lr
+    for name, p in scaled.named_parameters():
+        scale = 0.2 if name.startswith("out.") else 0.5 if name.startswith("blocks.1.") else 1.0
+        step = (p.detach() - before[name]).abs()
+        moved = step[step > 0]
+        assert moved.numel() and torch.allclose(moved, torch.full_like(moved, lr * scale), rtol=0.05), name
+    assert sorted({g["lr_scale"] for g in trainer.optimizer.param_groups}) == [0.2, 0.5, 1.0]
+
+    class Bad(ToyMLP):
+        def lr_scales(self):
+            return {"out": 0.0}
+
+    with pytest.raises(StreamCharError, match="lr scale of 'out' must be > 0"):
+        Trainer(Bad(), mse_loss, data, cfg)

@@ -97,14 +97,35 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise StreamCharError("the model has no trainable parameters")
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        # lr scales by parameter: a model may name parts that learn at a multiple of train.lr (DMD's student and
+        # fake score, paper §5.1: 2e-6 and 4e-7) with `lr_scales() -> {submodule name: scale}`
+        scales = self._lr_scales(params)
+        groups = []
+        for scale in sorted(set(scales.values())):
+            mine = [p for p in params if scales[p] == scale]
+            groups += [{"params": [p for p in mine if p.dim() >= 2], "weight_decay": cfg.weight_decay,
+                        "lr_scale": scale},
+                       {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, "lr_scale": scale}]
+        groups = [g for g in groups if g["params"]]
         self.optimizer = torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=cfg.betas, eps=cfg.eps)
         self.ema = EMA(self.module, cfg.ema_decay, cfg.ema_start) if cfg.ema_decay is not None else None
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.step = 0  # optimizer steps done
         seed_everything(cfg.seed + self.rank)
+
+    def _lr_scales(self, params) -> dict:
+        """Each trainable parameter's lr scale: 1, or what `module.lr_scales()` gives its submodule."""
+        scales = {p: 1.0 for p in params}
+        named = getattr(self.module, "lr_scales", None)
+        if callable(named):
+            for name, scale in named().items():
+                if not scale > 0:
+                    raise StreamCharError(f"lr scale of {name!r} must be > 0, got {scale}")
+                for p in self.module.get_submodule(name).parameters():
+                    if p in scales:
+                        scales[p] = float(scale)
+        return scales
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def save(self) -> Path:
@@ -149,7 +170,7 @@ class Trainer:
         cfg = self.cfg
         lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         total, logs_sum = 0.0, {}
         for micro in range(cfg.grad_accum):
             batch = to_device(self._next_batch(), self.device)
