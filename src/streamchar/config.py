@@ -158,6 +158,9 @@ class PAPConfig:
 class StreamConfig:
     frames_per_chunk: int = 33
     history_seconds: float = 15.0  # the orchestrator's history window (paper §5.1), in audio latents exactly
+    # When spoken text leaves E_txt (streaming/record.py): None = when its audio leaves the history window;
+    # L = E_txt starts L transcript tokens before the pointer's spoken endpoint (ours, for small LMs).
+    text_lookback: int | None = None
     student_timesteps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])
     teacher_steps: int = 50
     # The sampler a stream uses unless told otherwise: 'teacher' (Euler, `teacher_steps`, guidance) for a

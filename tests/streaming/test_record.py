@@ -88,21 +88,26 @@ def test_pointer_end_rule_stops_a_spoken_clip(model, dataset, monkeypatch):
     assert s.done and len(records) == 3 and s.state.spoken == len(clip["token_ids"])
 
 
-def test_clip_state_equals_advance():
+@pytest.mark.parametrize("lookback", [None, 4])
+def test_clip_state_equals_advance(lookback):
     g = torch.Generator().manual_seed(0)
     n, A, H = 7, 33, 80  # a window that ends inside a chunk
     video, audio = torch.randn(n, 4, 9, 2, 2, generator=g), torch.randn(n * A, 8, generator=g)
     ends = [3, 5, 9, 9, 14, 20, 22]
     st = StreamState()
     for k in range(n):
-        ref = clip_state(video, audio, ends, k, history_frames=H)
+        ref = clip_state(video, audio, ends, k, history_frames=H, text_lookback=lookback)
         assert ref.index == st.index and ref.text_offset == st.text_offset and ref.spoken == st.spoken
         for name in ("motion", "sink", "history"):
             a, b = getattr(ref, name), getattr(st, name)
             assert (a is None and b is None) or torch.equal(a, b), (k, name)
         assert ref.chunks == st.chunks
-        advance(st, video[k], audio[k * A:(k + 1) * A], ends[k], history_frames=H)
-    assert st.history.shape[0] == H and st.text_offset == ends[n - 4]  # chunks 0..2 have left 80 latents
+        advance(st, video[k], audio[k * A:(k + 1) * A], ends[k], history_frames=H, text_lookback=lookback)
+    assert st.history.shape[0] == H
+    if lookback is None:
+        assert st.text_offset == ends[n - 4]  # chunks 0..2 have left 80 latents
+    else:
+        assert st.text_offset == ends[n - 1] - lookback  # E_txt starts 4 tokens before the spoken end
 
 
 def test_collate_pads_and_keeps_rows():

@@ -89,6 +89,30 @@ def test_samples_carry_the_inference_conditions(latents):
     assert voices > 0
 
 
+def test_lookback_samples_start_the_transcript_near_the_spoken_end(latents):
+    """Under a text lookback, E_txt starts L tokens before what chunks 0..k-1 spoke, L drawn per sample from
+    the range (both ends reached), never before the window rule's offset; the pointer's target counts from there."""
+    ds = dataset(latents, uncond_prob=0.0, cond_dropout=0.0, text_lookback=(1, 3))
+    seen = set()
+    for i in range(len(ds)):
+        c, k = ds.items[i]
+        ends, N = ds.clips[c]["pap_end"], len(ds.clips[c]["token_ids"])
+        for epoch in range(12):
+            s = ds.sample(i, np.random.default_rng([0, epoch, i]))
+            offset = int(s["record"].text_offset[0])
+            if k == 0:
+                assert offset == 0
+                continue
+            spoken = max(ends[:k])
+            L = spoken - offset
+            assert 1 <= L <= 3 or offset == N - 1, (k, spoken, offset)
+            seen.add(L)
+            assert s["pap_target"].item() == ends[k] - offset
+    assert seen == {1, 2, 3}
+    with pytest.raises(StreamCharError, match="text_lookback"):
+        dataset(latents, text_lookback=(3, 1))
+
+
 def test_samples_are_deterministic_by_index_and_epoch(latents):
     ds = dataset(latents, uncond_prob=0.3, cond_dropout=0.3)
 

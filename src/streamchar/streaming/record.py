@@ -14,6 +14,15 @@ chunk (`ChunkRecord`):
 this chunk's audio, exactly `history_frames` latents (15 s) kept; a chunk whose audio has left the window
 takes its transcript out of E_txt).
 
+When spoken text leaves E_txt the paper does not say. Two rules (`stream.text_lookback`):
+    None   the window rule above: E_txt keeps all text whose audio is still in the history, so the LM must
+           find the current chunk's words by matching up to 15 s of audio against the text (the paper's
+           3B LM, trained on 80k x 640 samples, can);
+    L      E_txt starts L tokens before the pointer's spoken endpoint (the window rule's offset if that is
+           later): the chunk's words are near its start, and the LM matches only the last L tokens against
+           the end of the history. The `tiny` preset's choice: its 4-layer LM, trained for a few CPU-hours,
+           did not learn the window rule's alignment (train/alignment.py has the measurement).
+
 Streaming (streaming/session.py) calls `chunk_record` and `advance` on what it generates. Training
 (train/latent_data.py) builds the state a stream of a clip's true latents has before chunk k with
 `clip_state` (by slicing, in O(1)) and calls the same `chunk_record`; a test streams a clip through the
@@ -61,9 +70,10 @@ class StreamState:
 
 
 def advance(state: StreamState, z_v: torch.Tensor | None, z_a: torch.Tensor, spoken: float, *,
-            history_frames: int) -> None:
+            history_frames: int, text_lookback: int | None = None) -> None:
     """The state after a chunk with video latents z_v (C, K, h, w) (None: speech alone), audio latents
-    z_a (T_a, C_a) and pointer endpoint `spoken` (absolute). Progress never goes backwards."""
+    z_a (T_a, C_a) and pointer endpoint `spoken` (absolute). Progress never goes backwards.
+    text_lookback: None = the window rule, L = E_txt from L tokens before `spoken` (module docstring)."""
     if z_v is not None:
         state.motion = z_v
         if state.sink is None:
@@ -77,11 +87,13 @@ def advance(state: StreamState, z_v: torch.Tensor | None, z_a: torch.Tensor, spo
     while state.chunks and state.chunks[0].end <= start:
         dropped = state.chunks.pop(0)
         state.text_offset = max(state.text_offset, int(dropped.spoken))
+    if text_lookback is not None:
+        state.text_offset = max(state.text_offset, int(state.spoken) - text_lookback)
     state.index += 1
 
 
 def clip_state(video_latents: torch.Tensor | None, audio_latents: torch.Tensor, pap_end: list[int], k: int, *,
-               history_frames: int) -> StreamState:
+               history_frames: int, text_lookback: int | None = None) -> StreamState:
     """The state a stream has before chunk k of a clip when it generated the clip's true latents and its
     pointer read the true endpoints: what `advance` leaves after chunks 0..k-1, by slicing.
 
@@ -100,6 +112,8 @@ def clip_state(video_latents: torch.Tensor | None, audio_latents: torch.Tensor, 
     gone = [j for j in range(k) if (j + 1) * A <= start]  # chunks whose audio has left the window
     if gone:
         state.text_offset = int(max(pap_end[j] for j in gone))
+    if text_lookback is not None:
+        state.text_offset = max(state.text_offset, int(state.spoken) - text_lookback)
     state.chunks = [HistoryChunk((j + 1) * A, float(max(pap_end[:j + 1]))) for j in range(k) if (j + 1) * A > start]
     return state
 

@@ -242,7 +242,8 @@ class StreamSession:
 
         # 6. State: motion <- this chunk, sink <- chunk 0, history of exactly 15 s. (The pointer's number is
         #    read here: the one sync of the chunk.)
-        advance(st, z_v[0], z_a[0], float(spoken), history_frames=cfg.history_frames)
+        advance(st, z_v[0], z_a[0], float(spoken), history_frames=cfg.history_frames,
+                text_lookback=cfg.stream.text_lookback)
         finished = self.stop_at_end and round(st.spoken) >= len(self.inputs.transcript)
         self.done = finished or st.index * cfg.chunk_seconds >= self.max_seconds - 1e-9
         return Latents(st.index - 1, z_v, z_a, st.spoken, clock)

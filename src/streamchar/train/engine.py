@@ -203,7 +203,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         self.model.eval()
-        with self._autocast():
+        with torch.no_grad(), self._autocast():
             out = self.val_fn(self.model, self.step)
         self.model.train()
         return {f"val/{k}": float(v) for k, v in out.items()}

@@ -49,6 +49,8 @@ from streamchar.train.data import ResumableLoader
 
 # A prompt for a clip: its metadata -> (the orchestrator's prompt ids + separator, the DiT context (L, dim)).
 PromptFn = Callable[[dict], tuple[list[int], torch.Tensor]]
+# A clip's frame-token targets (train/alignment.py): its metadata + token ids + audio frames -> (n * 33,) int64.
+FrameTokensFn = Callable[[dict, list[int], int], torch.Tensor]
 
 
 class LatentChunks:
@@ -56,8 +58,13 @@ class LatentChunks:
                  history_frames: int, audio_frames: int = 33, audio_only: bool = False, uncond_prob: float = 0.1,
                  cond_dropout: float = 0.05, ref_audio_prob: float = 0.5,
                  ref_audio_seconds: tuple[float, float] = (1.0, 15.0), audio_rate: float = 24.0,
-                 train: bool = True, seed: int = 0):
-        """prompt: a clip's prompt (see PromptFn); null_prompt_ids: the orchestrator's ids for no prompt."""
+                 train: bool = True, seed: int = 0, frame_tokens: FrameTokensFn | None = None,
+                 text_lookback: tuple[int, int] | None = None):
+        """prompt: a clip's prompt (see PromptFn); null_prompt_ids: the orchestrator's ids for no prompt;
+        frame_tokens: each sample then carries its chunk's frame-token targets (train/alignment.py);
+        text_lookback: (lo, hi): E_txt starts L tokens before the spoken endpoint, L uniform in [lo, hi] per
+        sample (streaming/record.py; the spread covers the pointer's error at inference); None: the window
+        rule."""
         folder = Path(folder)
         index_file = folder / "index.json"
         if not index_file.is_file():
@@ -79,6 +86,9 @@ class LatentChunks:
         self.cond_dropout = cond_dropout if train else 0.0
         self.ref_audio_prob = ref_audio_prob
         self.ref_frames = (max(1, round(lo * audio_rate)), max(1, round(hi * audio_rate)))
+        if text_lookback is not None and not 0 <= text_lookback[0] <= text_lookback[1]:
+            raise StreamCharError(f"text_lookback must be 0 <= min <= max, got {text_lookback}")
+        self.text_lookback = text_lookback
 
         self.clips = []  # per clip: dict of tensors + key + pap_end + meta
         for name in index["shards"][split]:
@@ -93,6 +103,8 @@ class LatentChunks:
                                           "audio-video training needs them (stage 1 trains on speech alone)")
                 if audio_only:  # a speech corpus may have no video latents at all
                     t.pop("video_latents", None), t.pop("reference_latent", None)
+                if frame_tokens is not None:
+                    t["frame_tokens"] = frame_tokens(meta, t["token_ids"].tolist(), n * audio_frames)
                 self.clips.append({"key": key, "pap_end": list(ends), "text": meta.get("text", ""),
                                    "caption": meta.get("caption"), "identity": meta.get("identity"),
                                    "voice": voice_key(meta), **t})
@@ -111,8 +123,8 @@ class LatentChunks:
         return self.sample(i, np.random.default_rng([self.seed, i]))
 
     def lengths(self) -> list[int]:
-        """Each item's orchestrator prefix length without the reference voice (history + transcript), for
-        batches of similar lengths (`LatentLoader(group_by_length=True)`)."""
+        """Each item's orchestrator prefix length without the reference voice (history + transcript, all of
+        it: an estimate under `text_lookback`), for batches of similar lengths (`group_by_length`)."""
         return [min(k * self.A, self.history_frames) + len(self.clips[c]["token_ids"]) for c, k in self.items]
 
     def clip_prompt(self, clip: dict) -> tuple[list[int], torch.Tensor]:
@@ -145,7 +157,10 @@ class LatentChunks:
         inputs = StreamInputs(reference=clip.get("reference_latent"), ref_audio=ref_audio, prompt_ids=prompt_ids,
                               null_prompt_ids=self.null_prompt_ids, transcript=clip["token_ids"], context=context,
                               audio_channels=clip["audio_latents"].shape[-1])
-        state = clip_state(video, clip["audio_latents"], ends, k, history_frames=self.history_frames)
+        lookback = None if self.text_lookback is None else int(rng.integers(self.text_lookback[0],
+                                                                             self.text_lookback[1] + 1))
+        state = clip_state(video, clip["audio_latents"], ends, k, history_frames=self.history_frames,
+                           text_lookback=lookback)
         record = chunk_record(inputs, state, drop_prompt=drop[0], drop_reference=drop[1] and video is not None,
                               drop_audio_condition=drop[2])
         return {
@@ -154,6 +169,7 @@ class LatentChunks:
             "video": video[k] if video is not None else None,  # (C, 9, h, w)
             "pap_target": torch.tensor(float(ends[k]) - float(record.text_offset[0])),  # ()
             "noise_seed": int(rng.integers(0, 2**62)),
+            **({"frame_tokens": clip["frame_tokens"][k * A:(k + 1) * A]} if "frame_tokens" in clip else {}),  # (33,)
         }
 
 
@@ -175,6 +191,7 @@ def collate(samples: list[dict]) -> dict:
         "video": torch.stack(videos) if videos[0] is not None else None,  # (B, C, 9, h, w)
         "pap_target": torch.stack([s["pap_target"] for s in samples]),  # (B,)
         "noise_seed": [s["noise_seed"] for s in samples],
+        **({"frame_tokens": torch.stack([s["frame_tokens"] for s in samples])} if "frame_tokens" in samples[0] else {}),
     }
 
 

@@ -7,6 +7,12 @@ Per sample (one chunk k of a clip, its record built as streaming builds it: trai
     DiT [z_ref, z_sink, z_mot | x_t^v | x_t^a] + prompt + c_a -> v^v, v^a      (Eq. 4)
     loss = |v^v - (eps_v - z_v)|^2 + audio_weight |v^a - (eps_a - z_a)|^2     (Eq. 2)
          + pap_weight * smooth-L1(PAP(E_cond(z_a, t=0)), pap_end[k] - offset)  (§4.2, as inference reads it)
+         + align_weight * CE(frame token head(h_cond), token spoken at each audio frame)  (ours, off in `paper`)
+
+The alignment aid (train/alignment.py) is ours, not the paper's: a linear head on the orchestrator's hidden
+states at the clean condition frames predicts which transcript token is spoken there, so the orchestrator
+must find its place in E_txt. At `tiny` scale the flow loss alone did not teach it (the audio loss barely
+depended on the transcript); `paper` keeps align_weight = 0.
 
 Eq. 2 sums the squared errors of the two modalities with equal weight. Ours takes each modality's mean over
 its elements, so with audio_weight = 1 each modality counts the same whatever its size; Eq. 2's plain sum
@@ -43,6 +49,7 @@ from streamchar.config import YamlConfig
 from streamchar.diffusion import flow
 from streamchar.errors import StreamCharError
 from streamchar.models.pap import pointer_loss
+from streamchar.train.alignment import frame_token_loss
 from streamchar.train import distributed
 from streamchar.train.config import TrainConfig
 from streamchar.train.latent_data import LatentChunks, LatentLoader, collate
@@ -69,7 +76,11 @@ class PretrainConfig(YamlConfig):
     cond_dropout: float = 0.05  # each of them dropped alone
     ref_audio_prob: float = 0.5  # a reference voice (another clip of the same voice) in e_ref
     ref_audio_seconds: tuple[float, float] = (1.0, 15.0)  # its length, uniform (inference feeds <= 15 s)
+    # E_txt's lookback per sample, uniform in [min, max] tokens, when the model's stream.text_lookback is set;
+    # None: [0, 2 x stream.text_lookback] (it covers the pointer's error at inference). Unused by the window rule.
+    text_lookback_range: tuple[int, int] | None = None
     pap_weight: float = 0.1  # not given in the paper
+    align_weight: float = 0.0  # frame-token alignment loss (ours, not the paper's: train/alignment.py); 0 = off
     audio_weight: float = 1.0
     shift: float = 5.0  # timestep shift of the training t (Wan's, as stream.shift)
     val_samples: int = 4  # fixed val samples (fixed t and noise) for val/loss
@@ -88,7 +99,7 @@ class PretrainConfig(YamlConfig):
         for name in ("uncond_prob", "cond_dropout", "ref_audio_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, f"must be in [0, 1], got {getattr(self, name)}")
-        for name in ("pap_weight", "audio_weight", "val_samples", "sample_every", "model_seed"):
+        for name in ("pap_weight", "align_weight", "audio_weight", "val_samples", "sample_every", "model_seed"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.shift > 0:
@@ -133,10 +144,11 @@ class StreamCharTrainable(nn.Module):
     codecs stay outside, frozen: prompt contexts come precomputed in the records."""
 
     def __init__(self, dit, orchestrator, stage: int = 2, shift: float = 5.0, pap_weight: float = 0.1,
-                 audio_weight: float = 1.0):
+                 audio_weight: float = 1.0, align_weight: float = 0.0):
         super().__init__()
         self.dit, self.orchestrator = dit, orchestrator
         self.stage, self.shift, self.pap_weight, self.audio_weight = stage, shift, pap_weight, audio_weight
+        self.align_weight = align_weight
         for p in orchestrator.parameters():
             p.requires_grad_(True)
         for name, p in dit.named_parameters():
@@ -168,7 +180,7 @@ class StreamCharTrainable(nn.Module):
 
         # Orchestrator: c_a of the noisy audio and, for the pointer, the clean audio at t = 0 (as inference),
         # two tails on one prefix pass.
-        (c_a, _), (_, hidden0), transcript, tmask = self.orchestrator.forward_tails(
+        (c_a, hidden_a), (_, hidden0), transcript, tmask = self.orchestrator.forward_tails(
             rec.orchestrator, [(x_a, t), (z_a, torch.zeros_like(t))])
         c_a = c_a * rec.keep_audio_condition.to(c_a.dtype)[:, None, None]  # (B, 33, dim); 0 where dropped
         ptr = self.orchestrator.pap(hidden0, transcript, tmask)
@@ -195,6 +207,10 @@ class StreamCharTrainable(nn.Module):
         out["loss_pap"] = loss_pap
         out["pap_abs_err"] = (ptr.endpoint - target).abs().mean().detach()
         out["loss"] = out["loss_flow"] + self.pap_weight * loss_pap
+        if self.align_weight > 0 and "frame_tokens" in batch:  # frame-token alignment on the c_a states
+            out["loss_align"], out["align_acc"] = frame_token_loss(
+                hidden_a, self.orchestrator.lm.embed_tokens.weight, batch["frame_tokens"])
+            out["loss"] = out["loss"] + self.align_weight * out["loss_align"]
         return out
 
 
@@ -204,8 +220,23 @@ def pretrain_loss(model, batch, step):
     return out["loss"], {k: v.item() for k, v in out.items() if k != "loss"}
 
 
+def other_transcripts(batch: dict) -> dict:
+    """The batch with each row's transcript (and prompt) taken from the next row: how much the audio loss
+    depends on the text is the difference (`val/text_gap`)."""
+    import dataclasses
+
+    rec = batch["record"]
+    o = rec.orchestrator
+    roll = lambda x: torch.roll(x, 1, 0)  # noqa: E731
+    orch = dataclasses.replace(o, text_ids=roll(o.text_ids), text_len=roll(o.text_len),
+                               transcript_start=roll(o.transcript_start))
+    return {**batch, "record": dataclasses.replace(rec, orchestrator=orch)}
+
+
 def make_val_fn(dataset: LatentChunks, n: int, stage: int, seed: int = 1234, batch_size: int = 8):
-    """val_fn(model, step): mean losses over `n` fixed val samples with fixed t and noise, in batches."""
+    """val_fn(model, step): mean losses over `n` fixed val samples with fixed t and noise, in batches, and
+    `text_gap`: the audio loss with another sample's transcript minus the loss with its own (> 0 when the
+    audio follows the text; ~0 when the model ignores it)."""
     picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int)
     g = torch.Generator().manual_seed(seed)
     samples, ts, eps_vs, eps_as = [], [], [], []
@@ -225,14 +256,18 @@ def make_val_fn(dataset: LatentChunks, n: int, stage: int, seed: int = 1234, bat
         from streamchar.train.engine import to_device
 
         dev = next(model.parameters()).device
-        sums, count = {}, 0
+        sums, counts = {}, {}
         for batch, t, eps_v, eps_a in fixed:
-            out = model(to_device(batch, dev), t.to(dev), to_device(eps_v, dev), eps_a.to(dev))
+            batch = to_device(batch, dev)
+            out = model(batch, t.to(dev), to_device(eps_v, dev), eps_a.to(dev))
+            if len(t) > 1:
+                other = model(other_transcripts(batch), t.to(dev), to_device(eps_v, dev), eps_a.to(dev))
+                out["text_gap"] = other["loss_audio"] - out["loss_audio"]
             w = len(t)  # batch means -> a mean over samples
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * w
-            count += w
-        return {k: v / count for k, v in sums.items()}
+                counts[k] = counts.get(k, 0) + w
+        return {k: v / counts[k] for k, v in sums.items()}
 
     return val_fn
 
@@ -298,19 +333,38 @@ def clip_prompts(cfg: PretrainConfig, pipe):
     return prompt
 
 
+def clip_frame_tokens(tokenizer, rate: float):
+    """A LatentChunks `frame_tokens` function: a clip's frame-token targets from its words' timings."""
+    from streamchar.train.alignment import frame_tokens, token_spans
+
+    def targets(meta: dict, token_ids: list[int], n_frames: int) -> torch.Tensor:
+        ids, spans = token_spans(meta.get("text", ""), meta.get("words", []), tokenizer)
+        if ids != token_ids:
+            raise StreamCharError(f"clip {meta.get('key')}: its stored token ids are not this model's tokenizer's "
+                                  "(encode the latents again with this model)")
+        return frame_tokens(ids, spans, n_frames, rate)
+
+    return targets
+
+
 def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> LatentChunks:
     from streamchar.streaming.session import prompt_ids
 
     mc = pipe.cfg
+    align = clip_frame_tokens(pipe.tokenizer, mc.audio_latent_rate) if cfg.align_weight > 0 else None
+    L = mc.stream.text_lookback
+    lookback = None if L is None else (tuple(cfg.text_lookback_range) if cfg.text_lookback_range else (0, 2 * L))
     return LatentChunks(cfg.data, split, prompt=clip_prompts(cfg, pipe), null_prompt_ids=prompt_ids(pipe.tokenizer, ""),
                         history_frames=mc.history_frames, audio_frames=mc.audio_latent_frames,
                         audio_only=cfg.stage == 1, uncond_prob=cfg.uncond_prob, cond_dropout=cfg.cond_dropout,
                         ref_audio_prob=cfg.ref_audio_prob, ref_audio_seconds=tuple(cfg.ref_audio_seconds),
-                        audio_rate=mc.audio_latent_rate, train=train, seed=cfg.train.seed)
+                        audio_rate=mc.audio_latent_rate, train=train, seed=cfg.train.seed, frame_tokens=align,
+                        text_lookback=lookback if train else (None if L is None else (L, L)))
 
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
-    return StreamCharTrainable(pipe.dit, pipe.orchestrator, cfg.stage, cfg.shift, cfg.pap_weight, cfg.audio_weight)
+    return StreamCharTrainable(pipe.dit, pipe.orchestrator, cfg.stage, cfg.shift, cfg.pap_weight, cfg.audio_weight,
+                               cfg.align_weight)
 
 
 def export_pipeline(trainer, pipe, path: Path) -> None:
