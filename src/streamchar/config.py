@@ -79,6 +79,7 @@ class YamlConfig:
 
 VIDEO_ARCHS = ("tiny", "wan")
 AUDIO_ARCHS = ("tiny", "oobleck")
+TEXT_FRONTENDS = ("text", "phonemes")
 SAMPLERS = ("teacher", "student")
 
 
@@ -136,7 +137,10 @@ class DiTConfig:
 @dataclass
 class OrchestratorConfig:
     path: str | None = None  # local Qwen2/Qwen2.5 folder; None builds the LM from the fields below
-    tokenizer: str | None = None  # local tokenizer folder; None uses the project-built tiny BPE
+    tokenizer: str | None = None  # local tokenizer folder; None builds the frontend's own (below)
+    # how the transcript reaches the LM: 'text' (its tokenizer, the paper's) | 'phonemes' (espeak-ng phonemes
+    # first, codecs/phonemes.py: ours, for an LM too small to learn English spelling; the `tiny` default)
+    text_frontend: str = "phonemes"
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -160,7 +164,8 @@ class StreamConfig:
     history_seconds: float = 15.0  # the orchestrator's history window (paper §5.1), in audio latents exactly
     # When spoken text leaves E_txt (streaming/record.py): None = when its audio leaves the history window;
     # L = E_txt starts L transcript tokens before the pointer's spoken endpoint (ours, for small LMs).
-    text_lookback: int | None = None
+    # `tiny`: 8 phoneme tokens (~0.6 s of speech, a little more than the pointer's error); `paper`: None.
+    text_lookback: int | None = 8
     student_timesteps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])
     teacher_steps: int = 50
     # The sampler a stream uses unless told otherwise: 'teacher' (Euler, `teacher_steps`, guidance) for a
@@ -271,6 +276,8 @@ class StreamCharConfig(YamlConfig):
             bad("stream.student_timesteps", f"need 1..1000 values, got {s.student_timesteps}")
         if list(s.student_timesteps) != sorted(s.student_timesteps, reverse=True):
             bad("stream.student_timesteps", f"must be decreasing, got {s.student_timesteps}")
+        if o.text_frontend not in TEXT_FRONTENDS:
+            bad("orchestrator.text_frontend", f"unknown value {o.text_frontend!r}; choose from {list(TEXT_FRONTENDS)}")
         if s.sampler not in SAMPLERS:
             bad("stream.sampler", f"unknown value {s.sampler!r}; choose from {list(SAMPLERS)}")
         return self
@@ -351,12 +358,12 @@ def paper() -> StreamCharConfig:
         dit=DiTConfig(dim=3072, num_layers=30, num_heads=24, ffn_dim=14336, freq_dim=256,
                       audio_encoder_layers=2, audio_decoder_layers=2),
         orchestrator=OrchestratorConfig(hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2,
-                                        intermediate_size=11008, vocab_size=151936,
+                                        intermediate_size=11008, vocab_size=151936, text_frontend="text",
                                         max_position_embeddings=32768, rope_theta=1_000_000.0),
         pap=PAPConfig(dim=256),
         # Wan2.2-TI2V's sampling guidance (5.0) for video; audio unguided until a paper-scale teacher is
         # measured (none can be trained here).
-        stream=StreamConfig(guidance_video=5.0),
+        stream=StreamConfig(guidance_video=5.0, text_lookback=None),
     ).validate()
 
 

@@ -63,7 +63,7 @@ def config_from_folders(base: str = "paper", *, wan=None, qwen=None, text_encode
     if qwen is not None:
         c = _read_config(qwen, "Qwen2")
         cfg.orchestrator = dataclasses.replace(
-            cfg.orchestrator, path=str(qwen), tokenizer=str(qwen), hidden_size=c["hidden_size"],
+            cfg.orchestrator, path=str(qwen), tokenizer=str(qwen), text_frontend="text", hidden_size=c["hidden_size"],
             num_layers=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
             num_kv_heads=c.get("num_key_value_heads", c["num_attention_heads"]),
             intermediate_size=c["intermediate_size"], vocab_size=c["vocab_size"],

@@ -52,11 +52,14 @@ class StreamChar(nn.Module):
     @classmethod
     def from_config(cls, cfg: StreamCharConfig, seed: int = 0, tokenizer=None) -> "StreamChar":
         from streamchar.codecs import build_tiny_tokenizer, load_tokenizer
+        from streamchar.codecs.phonemes import build_phoneme_tokenizer
 
         cfg.validate()
         if tokenizer is None:
-            tokenizer = load_tokenizer(cfg.orchestrator.tokenizer) if cfg.orchestrator.tokenizer else \
-                build_tiny_tokenizer(cfg.orchestrator.vocab_size)
+            o = cfg.orchestrator
+            tokenizer = (load_tokenizer(o.tokenizer) if o.tokenizer else build_phoneme_tokenizer()
+                         if o.text_frontend == "phonemes" else build_tiny_tokenizer(o.vocab_size))
+        _check_frontend(cfg, tokenizer)
         if len(tokenizer) > cfg.orchestrator.vocab_size:
             raise StreamCharError(f"config field orchestrator.vocab_size: {cfg.orchestrator.vocab_size} is smaller "
                                   f"than the tokenizer's {len(tokenizer)} tokens")
@@ -80,7 +83,8 @@ class StreamChar(nn.Module):
         video = _component("video codec", v.path, lambda: build_video_codec(v))
         audio = _component("audio codec", a.path, lambda: build_audio_codec(a))
         text = _component("text encoder", t.path, lambda: T5PromptEncoder.from_pretrained(t.path, max_length=t.max_length)
-                          if t.path else T5PromptEncoder.tiny(tokenizer, dim=t.dim, max_length=t.max_length))
+                          if t.path else T5PromptEncoder.tiny(_text_tokenizer(cfg, tokenizer), dim=t.dim,
+                                                              max_length=t.max_length))
         _check_codecs(cfg, video, audio, text)
         with init_empty_weights(include_buffers=False) if empty else contextlib.nullcontext():
             dit, orchestrator = JointDiT.from_config(cfg), Orchestrator.from_config(cfg)
@@ -129,10 +133,31 @@ class StreamChar(nn.Module):
         cfg = StreamCharConfig.from_yaml(path / "config.yaml")
         cfg.video.path, cfg.audio.path, cfg.text.path = (str(path / n) for n in ("video_codec", "audio_codec",
                                                                                    "text_encoder"))
-        model = cls._build(cfg, load_tokenizer(path / "tokenizer"), empty=True)  # weights come from the files
+        tokenizer = load_tokenizer(path / "tokenizer")
+        _check_frontend(cfg, tokenizer)
+        model = cls._build(cfg, tokenizer, empty=True)  # weights come from the files
         for name in ("dit", "orchestrator"):
             load_weights(getattr(model, name), path / name / WEIGHTS)
         return model.to(device).eval()
+
+
+def _check_frontend(cfg: StreamCharConfig, tokenizer) -> None:
+    from streamchar.codecs.phonemes import PhonemeTokenizer
+
+    reads = "phonemes" if isinstance(tokenizer, PhonemeTokenizer) else "text"
+    if reads != cfg.orchestrator.text_frontend:
+        raise StreamCharError(f"config field orchestrator.text_frontend is {cfg.orchestrator.text_frontend!r} but "
+                              f"the tokenizer reads {reads} (set the field to {reads!r}, or give a "
+                              f"{cfg.orchestrator.text_frontend} tokenizer)")
+
+
+def _text_tokenizer(cfg: StreamCharConfig, tokenizer):
+    """The tiny prompt encoder's tokenizer: the orchestrator's, or the tiny BPE when that one reads phonemes
+    (a prompt is read as text by the prompt encoder whatever the orchestrator's frontend)."""
+    from streamchar.codecs import build_tiny_tokenizer
+
+    return build_tiny_tokenizer(cfg.orchestrator.vocab_size) if cfg.orchestrator.text_frontend == "phonemes" \
+        else tokenizer
 
 
 COMPONENTS = {

@@ -29,10 +29,11 @@ def model():
 @pytest.fixture(scope="module")
 def dataset(model, tmp_path_factory):
     folder = write_random_latents(tmp_path_factory.mktemp("rec") / "latents", model.cfg, {"train": [CHUNKS, 3]})
-    tok = model.tokenizer
+    tok, L = model.tokenizer, model.cfg.stream.text_lookback
+    assert L is not None  # the tiny preset's E_txt rule (streaming/record.py)
     return LatentChunks(folder, "train", prompt=lambda clip: (prompt_ids(tok, PROMPT), prompt_context(model, PROMPT)[0]),
                         null_prompt_ids=prompt_ids(tok, ""), history_frames=model.cfg.history_frames,
-                        ref_audio_prob=0.0, train=False)
+                        ref_audio_prob=0.0, train=False, text_lookback=(L, L))
 
 
 def forced_stream(model, clip, monkeypatch) -> tuple[StreamSession, list]:

@@ -63,7 +63,8 @@ def latents(tmp_path_factory):
 def _dataset(latents, split="train"):
     ctx = torch.zeros(4, tiny().text.dim)
 
-    def targets(meta, ids, n):  # each clip's frames speak its tokens in turn, one in 4 frames silent
+    def targets(meta, tensors, n):  # each clip's frames speak its tokens in turn, one in 4 frames silent
+        ids = tensors["token_ids"].tolist()
         out = torch.tensor([ids[(f // 3) % len(ids)] for f in range(n)])
         out[::4] = IGNORE
         return out

@@ -114,11 +114,16 @@ def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """Load a tokenizer from a local folder (no download)."""
+    """Load a tokenizer from a local folder (no download): a transformers tokenizer, or the phoneme frontend
+    (codecs/phonemes.py) where the folder holds its marker."""
+    from streamchar.codecs.phonemes import MARKER, PhonemeTokenizer
+
     path = Path(path)
     if not path.is_dir():
         raise StreamCharError(f"tokenizer folder not found: {str(path)!r}")
     try:
+        if (path / MARKER).is_file():
+            return PhonemeTokenizer.from_pretrained(path)
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as e:
         first_line = (str(e).strip().splitlines() or [""])[0]

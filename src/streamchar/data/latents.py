@@ -7,6 +7,8 @@ A clip of T frames holds n = T // 33 whole chunks (the tail is dropped). Per cli
     reference_latent  (C, 1, h, w)      the clip's first frame
     audio_latents     (n * 33, C_a)     each 1.375 s of audio encoded on its own, then joined in time
     token_ids         (N,)              the transcript through the orchestrator's tokenizer
+    token_spans       (N, 2)            when each token is spoken (s; NaN for tokens of no word), for the
+                                        alignment aid (train/alignment.py)
 
 and in the JSON: `pap_end[k]`, the number of transcript tokens spoken by the end of chunk k (the
 progress-aware pointer's target), from the word timings: a token is spoken once every word it overlaps
@@ -28,6 +30,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from streamchar.data.shards import add_member, read_samples
+from streamchar.train.alignment import token_spans
 from streamchar.errors import StreamCharError
 
 
@@ -91,8 +94,10 @@ def encode_clip(mp4: bytes, meta: dict, model, device="cpu") -> tuple[dict, dict
     wave = torch.from_numpy(wave).to(device, dtype).unflatten(1, (n, S)).transpose(0, 1)  # (n, ch, S)
     audio_latents = model.audio_codec.encode(wave).flatten(0, 1)  # (n * 33, C_a)
     ids, targets = pap_targets(meta["text"], meta["words"], model.tokenizer, cfg.chunk_seconds, n)
+    _, spans = token_spans(meta["text"], meta["words"], model.tokenizer)
     tensors = {"video_latents": video_latents.float().cpu(), "reference_latent": reference.float().cpu(),
-               "audio_latents": audio_latents.float().cpu(), "token_ids": torch.tensor(ids, dtype=torch.int64)}
+               "audio_latents": audio_latents.float().cpu(), "token_ids": torch.tensor(ids, dtype=torch.int64),
+               "token_spans": torch.from_numpy(spans).float().reshape(len(ids), 2)}
     out = {k: meta[k] for k in ("key", "split", "text", "identity", "voice", "words")}
     out.update({k: meta[k] for k in ("caption",) if k in meta})  # a clip's own prompt, when its data has one
     out.update(chunks=n, chunk_seconds=cfg.chunk_seconds, pap_end=targets)
@@ -170,7 +175,7 @@ def write_random_latents(folder: str | Path, cfg, chunks: dict[str, list[int]], 
     """A latent folder in `encode_shards`' format with random latents at `cfg`'s shapes, for tests and
     benchmarks (no SynthTalk, no codecs). `chunks[split]` lists the chunks of each clip. The latents are a
     fixed pattern + noise (so a model can learn something that carries over to other splits); each chunk
-    speaks `tokens_per_chunk` random token ids. The index records no codec fingerprint."""
+    speaks `tokens_per_chunk` random token ids, evenly in time. The index records no codec fingerprint."""
     folder, g = Path(folder), torch.Generator().manual_seed(seed)
     C, (h, w), Ca, T = cfg.video.latent_channels, cfg.latent_size, cfg.audio.latent_channels, cfg.video_latent_frames
     A = cfg.audio_latent_frames
@@ -185,7 +190,10 @@ def write_random_latents(folder: str | Path, cfg, chunks: dict[str, list[int]], 
                 tensors = {"video_latents": mu_v + 0.3 * torch.randn(n, C, T, h, w, generator=g),
                            "reference_latent": mu_v[0] + 0.3 * torch.randn(C, 1, h, w, generator=g),
                            "audio_latents": mu_a + 0.3 * torch.randn(n * A, Ca, generator=g),
-                           "token_ids": torch.randint(10, 500, (N,), generator=g)}
+                           "token_ids": torch.randint(10, 500, (N,), generator=g),
+                           # token i spoken in [i, i + 1) x chunk_seconds / tokens_per_chunk
+                           "token_spans": (torch.arange(N)[:, None] + torch.tensor([0.0, 1.0]))
+                           * (cfg.chunk_seconds / tokens_per_chunk)}
                 pap_end = [tokens_per_chunk * (k + 1) - 1 for k in range(n - 1)] + [N]  # monotone
                 meta = {"key": key, "split": split, "chunks": n, "chunk_seconds": cfg.chunk_seconds,
                         "pap_end": pap_end, "text": "hello there", "identity": 0, "voice": "random",

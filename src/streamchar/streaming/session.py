@@ -117,9 +117,11 @@ class StreamSession:
 
         tok = model.tokenizer
         self.text = text.strip()
-        transcript = tok(self.text, add_special_tokens=False)["input_ids"]
+        enc = tok(self.text, add_special_tokens=False, return_offsets_mapping=True)
+        transcript = enc["input_ids"]
         if not transcript:
             raise StreamCharError("the transcript has no tokens after tokenization")
+        self._ends = [b for _, b in enc["offset_mapping"]]  # per token: where it ends in self.text (characters)
         self.timesteps = student_timesteps(cfg.stream.student_timesteps, cfg.stream.shift)
 
         # Encoded once per stream: prompt context, reference frame latent, reference voice latents.
@@ -146,33 +148,42 @@ class StreamSession:
     def append_text(self, text: str) -> None:
         """Add `text` to the end of the transcript; the pointer's end follows the new end. A stream that had
         ended because its transcript was spoken goes on (not one that reached `max_seconds`)."""
-        ids = self._tokens(text)
+        ids, ends = self._tokens(text)
         self.inputs.transcript = torch.cat([self.inputs.transcript, ids])
+        self._ends += [len(self.text) + b for b in ends]
         self.text = f"{self.text} {text.strip()}"
         self._reopen()
 
     def interrupt(self, text: str) -> None:
         """Barge-in: replace the part of the transcript not yet spoken (after the pointer) with `text`. The
         stream carries on from its current motion, sink and history."""
-        ids = self._tokens(text)
+        ids, ends = self._tokens(text)
         spoken = max(self.state.text_offset, round(self.state.spoken))
-        kept = self.inputs.transcript[:spoken]
-        self.inputs.transcript = torch.cat([kept, ids])
-        said = self.model.tokenizer.decode(kept.tolist()).strip()
+        self.inputs.transcript = torch.cat([self.inputs.transcript[:spoken], ids])
+        said = self._said(spoken)
+        base = len(said) if said else -1  # `ends` count from the space before the new text
+        self._ends = self._ends[:spoken] + [max(base + b, 0) for b in ends]
         self.text = f"{said} {text.strip()}".strip()
         self._reopen()
 
     def spoken_text(self) -> str:
-        """The transcript up to the pointer: what has been said so far."""
-        return self.model.tokenizer.decode(self.transcript[:round(self.state.spoken)]).strip()
+        """The transcript up to the pointer: what has been said so far (its text, whatever the frontend)."""
+        return self._said(round(self.state.spoken))
 
-    def _tokens(self, text: str) -> torch.Tensor:
+    def _said(self, n: int) -> str:
+        """The text of the transcript's first `n` tokens."""
+        n = min(n, len(self._ends))
+        return self.text[:self._ends[n - 1]].strip() if n > 0 else ""
+
+    def _tokens(self, text: str) -> tuple[torch.Tensor, list[int]]:
+        """`text`'s token ids and where each ends, in characters of " " + text."""
         if not isinstance(text, str) or not text.strip():
             raise StreamCharError("the text is empty: give some text to speak")
-        ids = self.model.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]
-        if not ids:
+        enc = self.model.tokenizer(" " + text.strip(), add_special_tokens=False, return_offsets_mapping=True)
+        if not enc["input_ids"]:
             raise StreamCharError("the text has no tokens after tokenization")
-        return torch.tensor(ids, dtype=torch.int64, device=self.device)
+        return (torch.tensor(enc["input_ids"], dtype=torch.int64, device=self.device),
+                [b for _, b in enc["offset_mapping"]])
 
     def _reopen(self) -> None:
         if self.done and self.state.index * self.cfg.chunk_seconds < self.max_seconds - 1e-9:

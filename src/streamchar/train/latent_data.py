@@ -50,7 +50,7 @@ from streamchar.train.data import ResumableLoader
 # A prompt for a clip: its metadata -> (the orchestrator's prompt ids + separator, the DiT context (L, dim)).
 PromptFn = Callable[[dict], tuple[list[int], torch.Tensor]]
 # A clip's frame-token targets (train/alignment.py): its metadata + token ids + audio frames -> (n * 33,) int64.
-FrameTokensFn = Callable[[dict, list[int], int], torch.Tensor]
+FrameTokensFn = Callable[[dict, dict, int], torch.Tensor]  # (clip metadata, clip tensors, frames) -> (frames,)
 
 
 class LatentChunks:
@@ -104,7 +104,7 @@ class LatentChunks:
                 if audio_only:  # a speech corpus may have no video latents at all
                     t.pop("video_latents", None), t.pop("reference_latent", None)
                 if frame_tokens is not None:
-                    t["frame_tokens"] = frame_tokens(meta, t["token_ids"].tolist(), n * audio_frames)
+                    t["frame_tokens"] = frame_tokens(meta, t, n * audio_frames)
                 self.clips.append({"key": key, "pap_end": list(ends), "text": meta.get("text", ""),
                                    "caption": meta.get("caption"), "identity": meta.get("identity"),
                                    "voice": voice_key(meta), **t})

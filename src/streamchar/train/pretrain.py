@@ -334,10 +334,14 @@ def clip_prompts(cfg: PretrainConfig, pipe):
 
 
 def clip_frame_tokens(tokenizer, rate: float):
-    """A LatentChunks `frame_tokens` function: a clip's frame-token targets from its words' timings."""
+    """A LatentChunks `frame_tokens` function: a clip's frame-token targets from its tokens' timings (stored by
+    `data encode`; latents encoded before that: from the words' timings through `tokenizer`)."""
     from streamchar.train.alignment import frame_tokens, token_spans
 
-    def targets(meta: dict, token_ids: list[int], n_frames: int) -> torch.Tensor:
+    def targets(meta: dict, tensors: dict, n_frames: int) -> torch.Tensor:
+        token_ids = tensors["token_ids"].tolist()
+        if "token_spans" in tensors:
+            return frame_tokens(token_ids, tensors["token_spans"].double().numpy(), n_frames, rate)
         ids, spans = token_spans(meta.get("text", ""), meta.get("words", []), tokenizer)
         if ids != token_ids:
             raise StreamCharError(f"clip {meta.get('key')}: its stored token ids are not this model's tokenizer's "
