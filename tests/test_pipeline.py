@@ -32,6 +32,28 @@ def test_save_and_load_reproduce_the_outputs(model, tmp_path):
     assert back.tokenizer("hello world")["input_ids"] == model.tokenizer("hello world")["input_ids"]
 
 
+def test_codecs_shared_with_a_sibling_folder(model, tmp_path):
+    """A bundled pipeline may point its codecs at another folder's (model_index.json paths), as `tiny-teacher`
+    shares `tiny-codecs`': it loads the same model; a path to nothing is named in the error."""
+    import json
+    import shutil
+
+    model.save_pretrained(tmp_path / "full")
+    shutil.copytree(tmp_path / "full", tmp_path / "lean")
+    (tmp_path / "codecs").mkdir()
+    index = json.loads((tmp_path / "lean" / "model_index.json").read_text())
+    for name in ("video_codec", "audio_codec"):
+        shutil.move(tmp_path / "lean" / name, tmp_path / "codecs" / name)
+        index[name]["path"] = f"../codecs/{name}"
+    (tmp_path / "lean" / "model_index.json").write_text(json.dumps(index))
+    back = StreamChar.from_pretrained(tmp_path / "lean")
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    shutil.rmtree(tmp_path / "codecs" / "audio_codec")
+    with pytest.raises(StreamCharError, match=r"missing audio_codec \(at ../codecs/audio_codec\)"):
+        StreamChar.from_pretrained(tmp_path / "lean")
+
+
 def test_bad_checkpoints(model, tmp_path):
     with pytest.raises(StreamCharError, match="not found"):
         StreamChar.from_pretrained(tmp_path / "nothing")

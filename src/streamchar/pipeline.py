@@ -127,18 +127,36 @@ class StreamChar(nn.Module):
         path = Path(path)
         if not path.is_dir():
             raise StreamCharError(f"checkpoint folder not found: {path}")
-        for name in ("model_index.json", "config.yaml", *COMPONENTS):
+        for name in ("model_index.json", "config.yaml"):
             if not (path / name).exists():
                 raise StreamCharError(f"checkpoint {path} is missing {name}")
+        where = component_paths(path)
         cfg = StreamCharConfig.from_yaml(path / "config.yaml")
-        cfg.video.path, cfg.audio.path, cfg.text.path = (str(path / n) for n in ("video_codec", "audio_codec",
+        cfg.video.path, cfg.audio.path, cfg.text.path = (str(where[n]) for n in ("video_codec", "audio_codec",
                                                                                    "text_encoder"))
-        tokenizer = load_tokenizer(path / "tokenizer")
+        tokenizer = load_tokenizer(where["tokenizer"])
         _check_frontend(cfg, tokenizer)
         model = cls._build(cfg, tokenizer, empty=True)  # weights come from the files
         for name in ("dit", "orchestrator"):
-            load_weights(getattr(model, name), path / name / WEIGHTS)
+            load_weights(getattr(model, name), where[name] / WEIGHTS)
         return model.to(device).eval()
+
+
+def component_paths(path: Path) -> dict[str, Path]:
+    """Each component's folder, as model_index.json gives it (relative to the pipeline folder; a bundled
+    pipeline may share a sibling's codecs: "../tiny-codecs/video_codec"), or the component's name."""
+    try:
+        index = json.loads((path / "model_index.json").read_text())
+    except json.JSONDecodeError as e:
+        raise StreamCharError(f"checkpoint {path}: model_index.json is not JSON ({e})") from e
+    out = {}
+    for name in COMPONENTS:
+        entry = index.get(name)
+        rel = entry.get("path", name) if isinstance(entry, dict) else name
+        out[name] = (path / rel).resolve()
+        if not out[name].exists():
+            raise StreamCharError(f"checkpoint {path} is missing {name}" + (f" (at {rel})" if rel != name else ""))
+    return out
 
 
 def _check_frontend(cfg: StreamCharConfig, tokenizer) -> None:

@@ -83,8 +83,13 @@ def load_pipeline_codecs(path: str | Path):
     from streamchar.config import StreamCharConfig
 
     path = Path(path)
-    for name in ("config.yaml", "video_codec", "audio_codec"):
-        if not (path / name).exists():
+    where = {name: path / name for name in ("video_codec", "audio_codec")}
+    if (path / "model_index.json").is_file():  # a pipeline may keep its codecs in a sibling folder
+        index = json.loads((path / "model_index.json").read_text())
+        where = {n: (path / index[n]["path"]).resolve() if isinstance(index.get(n), dict) and "path" in index[n]
+                 else p for n, p in where.items()}
+    for name, p in [("config.yaml", path / "config.yaml"), *where.items()]:
+        if not p.exists():
             raise StreamCharError(f"{path} is not a pipeline folder: it has no {name}")
     cfg = StreamCharConfig.from_yaml(path / "config.yaml")
-    return load_video_codec(path / "video_codec", fps=cfg.video.fps), load_audio_codec(path / "audio_codec"), cfg
+    return load_video_codec(where["video_codec"], fps=cfg.video.fps), load_audio_codec(where["audio_codec"]), cfg
