@@ -94,3 +94,28 @@ def test_damaged_component_folders_name_the_folder(model, tmp_path, component):
     files[0].write_bytes(files[0].read_bytes()[:1000])  # truncated
     with pytest.raises(StreamCharError, match=f"cannot load the {component.replace('_', ' ')} from .*{component}"):
         StreamChar.from_pretrained(tmp_path / "ckpt")
+
+
+def test_export_to_the_bundle_shares_equal_codecs(model, tmp_path):
+    """bundled/export.py: a pipeline whose codecs equal the shared folder's keeps only a path to them; other
+    codecs are copied; the exported folder loads the same model and has its card."""
+    from streamchar.bundled.export import export_pipeline
+    from streamchar.codecs.load import load_pipeline_codecs
+
+    root = tmp_path / "bundle"
+    root.mkdir()
+    model.save_pretrained(tmp_path / "trained")
+    model.save_pretrained(root / "codecs")  # the same codecs
+    out = export_pipeline(tmp_path / "trained", "teacher", "# card\ntrained here", share="codecs", root=root)
+    assert not (out / "video_codec").exists() and not (out / "audio_codec").exists()
+    assert (out / "README.md").read_text().startswith("# card")
+    back = StreamChar.from_pretrained(out)
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    assert load_pipeline_codecs(out)[2].preset == "tiny"
+    other = StreamChar.from_config(tiny(), seed=1)  # different random codecs: copied in
+    other.save_pretrained(tmp_path / "other")
+    out = export_pipeline(tmp_path / "other", "teacher", "# card", share="codecs", root=root)
+    assert (out / "video_codec").is_dir() and (out / "audio_codec").is_dir()
+    with pytest.raises(StreamCharError, match="card"):
+        export_pipeline(tmp_path / "other", "x", "  ", share="codecs", root=root)
