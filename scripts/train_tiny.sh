@@ -69,7 +69,8 @@ fi
 if [ ! -f "$RUN/latents/index.json" ]; then
   step "latents"
   rm -rf "$RUN/latents"  # an interrupted encode
-  $SC data encode --shards "$RUN/synthtalk" --out "$RUN/latents" --checkpoint "$RUN/init" --quiet > /dev/null
+  $SC data encode --shards "$RUN/synthtalk" --out "$RUN/latents" --checkpoint "$RUN/init" --quiet \
+    --workers "$(nproc)" > /dev/null
 fi
 
 step "pretraining stage 1 ($STAGE1_STEPS steps)"

@@ -272,7 +272,8 @@ def cmd_data_encode(args) -> int:
               file=sys.stderr)
         model, source = StreamChar.from_config(preset(args.preset)).to(device), f"random-init:{args.preset}"
     with atomic_folder(out) as tmp:  # a stopped run leaves nothing; --overwrite replaces the old folder when done
-        summary = encode_shards(args.shards, tmp, model, device, source=source, progress=not args.quiet)
+        summary = encode_shards(args.shards, tmp, model, device, source=source, progress=not args.quiet,
+                                workers=1 if device.type != "cpu" else args.workers)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -573,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--shards", required=True, help="a SynthTalk folder (with index.json)")
     en.add_argument("--out", required=True, help="output folder for the latent shards")
     en.add_argument("--checkpoint", help="a pipeline folder whose codecs and tokenizer encode")
+    en.add_argument("--workers", type=int, default=1, help="processes encoding shards side by side (CPU only)")
     en.add_argument("--random-init", action="store_true", help="random codecs of --preset (for tests)")
     en.add_argument("--preset", default="tiny", choices=presets, help="with --random-init")
     en.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")

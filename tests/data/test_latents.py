@@ -48,10 +48,14 @@ def test_encode_synthtalk_shards(tmp_path):
         ends = meta["pap_end"]
         assert len(ends) == n and ends == sorted(ends) and 0 <= ends[0] and ends[-1] <= len(t["token_ids"])
         assert torch.isfinite(t["video_latents"]).all()
-    again = encode_shards(tmp_path / "st", tmp_path / "lat2", model, progress=False)
-    for (k1, t1, _), (k2, t2, _) in zip(items, [x for names in again["shards"].values() for name in names
-                                                 for x in read_latent_shard(tmp_path / "lat2" / name)]):
-        assert k1 == k2 and all(torch.equal(t1[k].nan_to_num(-1), t2[k].nan_to_num(-1)) for k in t1)  # deterministic
+    # deterministic, and 2 worker processes write the same shards
+    again = encode_shards(tmp_path / "st", tmp_path / "lat2", model, progress=False, workers=2)
+    assert again["shards"] == summary["shards"] and again["clips"] == 3
+    got = [x for names in again["shards"].values() for name in names for x in read_latent_shard(tmp_path / "lat2" / name)]
+    assert len(got) == len(items)
+    for (k1, t1, _), (k2, t2, _) in zip(items, got):
+        assert k1 == k2 and all(torch.equal(t1[k].nan_to_num(-1), t2[k].nan_to_num(-1)) for k in t1)
+    assert not [p for p in (tmp_path / "lat2").iterdir() if p.name.startswith(".")]  # no partial shard left
 
 
 def test_encode_errors(tmp_path, capsys):

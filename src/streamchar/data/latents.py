@@ -116,42 +116,38 @@ def codec_fingerprint(model) -> str:
 
 
 def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source: str = "",
-                  progress: bool = True) -> dict:
-    """Every shard listed in `src`/index.json -> a latent shard in `out` (atomically, one shard at a time)."""
+                  progress: bool = True, workers: int = 1) -> dict:
+    """Every shard listed in `src`/index.json -> a latent shard in `out` (atomically, one shard at a time).
+    workers > 1: shards are encoded by that many processes (CPU; each with one thread and a copy of `model`)."""
     import tqdm
-
-    from streamchar.data.synthtalk import read_shard
 
     src, out = Path(src), Path(out)
     index_file = src / "index.json"
     if not index_file.is_file():
         raise StreamCharError(f"{src} is not a SynthTalk folder (no index.json)")
+    if workers < 1:
+        raise StreamCharError(f"--workers must be >= 1, got {workers}")
     index = json.loads(index_file.read_text())
     if not out.parent.is_dir():
         raise StreamCharError(f"--out: folder {out.parent} does not exist")
     out.mkdir(exist_ok=True)
-    shards, clips = {}, 0
+    jobs = [(src / name, out / name.replace("synthtalk-", "latents-"), str(device))
+            for names in index["shards"].values() for name in names]
     total = sum(index["clips"].values())
     with tqdm.tqdm(total=total, unit="clip", disable=not progress, desc="encode") as bar:
-        for split, names in index["shards"].items():
-            shards[split] = []
-            for name in names:
-                final = out / name.replace("synthtalk-", "latents-")
-                tmp = final.with_name(f".{final.name}.partial")
-                try:
-                    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-                        for key, mp4, meta in read_shard(src / name):
-                            tensors, info = encode_clip(mp4, meta, model, device)
-                            add_member(tar, f"{key}.safetensors", save_safetensors(tensors))
-                            add_member(tar, f"{key}.json", json.dumps(info, sort_keys=True).encode())
-                            clips += 1
-                            bar.update(1)
-                    os.replace(tmp, final)
-                finally:
-                    tmp.unlink(missing_ok=True)
-                shards[split].append(final.name)
+        if workers == 1:
+            for job in jobs:
+                bar.update(_encode_shard(*job, model=model))
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(model,)) as pool:
+                for n in pool.imap_unordered(_encode_shard_job, jobs):
+                    bar.update(n)
+    shards = {split: [name.replace("synthtalk-", "latents-") for name in names]
+              for split, names in index["shards"].items()}
     cfg = model.cfg
-    summary = {"clips": clips, "shards": shards, "source": str(src), "codecs": source,
+    summary = {"clips": total, "shards": shards, "source": str(src), "codecs": source,
                "codec_sha256": codec_fingerprint(model), "preset": cfg.preset,
                "video_latent_shape": [cfg.video.latent_channels, cfg.video_latent_frames, *cfg.latent_size],
                "audio_latent_channels": cfg.audio.latent_channels}
@@ -159,6 +155,37 @@ def encode_shards(src: str | Path, out: str | Path, model, device="cpu", source:
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, out / "index.json")
     return summary
+
+
+def _encode_shard(src: Path, final: Path, device: str, model) -> int:
+    """One SynthTalk shard -> its latent shard (written to a temporary name, then renamed). -> clips encoded."""
+    from streamchar.data.synthtalk import read_shard
+
+    tmp, clips = final.with_name(f".{final.name}.partial"), 0
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for key, mp4, meta in read_shard(src):
+                tensors, info = encode_clip(mp4, meta, model, device)
+                add_member(tar, f"{key}.safetensors", save_safetensors(tensors))
+                add_member(tar, f"{key}.json", json.dumps(info, sort_keys=True).encode())
+                clips += 1
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return clips
+
+
+_WORKER_MODEL = None  # a pool worker's copy of the model
+
+
+def _worker_init(model) -> None:
+    global _WORKER_MODEL
+    torch.set_num_threads(1)
+    _WORKER_MODEL = model
+
+
+def _encode_shard_job(job) -> int:
+    return _encode_shard(*job, model=_WORKER_MODEL)
 
 
 def read_latent_shard(path: str | Path):
