@@ -314,6 +314,18 @@ def cmd_train_asr_judge(args) -> int:
     return 0
 
 
+def cmd_train_distill_dmd(args) -> int:
+    from streamchar.train.distill_dmd import DMDConfig, run_distill_dmd
+
+    cfg = DMDConfig.from_yaml(resolve_config(args.config or "distill_dmd_tiny"))
+    if args.init is not None:
+        cfg.init = str(_model_folder(args.init))
+    cfg = _train_overrides(cfg, args)
+    report = run_distill_dmd(cfg)
+    print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
+    return 0
+
+
 def cmd_train_pretrain(args) -> int:
     from streamchar.train.pretrain import PretrainConfig, run_pretrain
 
@@ -651,7 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, what in (("codec-video", cmd_train_codec, "the tiny video VAE on SynthTalk clips"),
                              ("codec-audio", cmd_train_codec, "the tiny audio codec on SynthTalk speech"),
                              ("asr-judge", cmd_train_asr_judge, "the SynthTalk speech judge (WER) on true speech"),
-                             ("pretrain", cmd_train_pretrain, "flow-matching pretraining on latent shards")):
+                             ("pretrain", cmd_train_pretrain, "flow-matching pretraining on latent shards"),
+                             ("distill-dmd", cmd_train_distill_dmd,
+                              "Stage I: DMD step distillation of the teacher into the 4-step student")):
         tp = t.add_parser(name, help=what)
         tp.add_argument("--config", help="YAML config (default: the tiny one in configs/)")
         tp.add_argument("--data", help="override the config's data folder")
@@ -662,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "pretrain":
             tp.add_argument("--stage", type=int, choices=[1, 2], help="1: speech alone; 2: joint audio-video")
             tp.add_argument("--init", help="override init: a pipeline folder to start from (e.g. stage 1's final)")
+        if name == "distill-dmd":
+            tp.add_argument("--init", help="override init: the teacher (a pipeline folder or a bundled name)")
         tp.set_defaults(func=func)
     _show_defaults(p)
     return p

@@ -59,7 +59,7 @@ class LatentChunks:
                  cond_dropout: float = 0.05, ref_audio_prob: float = 0.5,
                  ref_audio_seconds: tuple[float, float] = (1.0, 15.0), audio_rate: float = 24.0,
                  train: bool = True, seed: int = 0, frame_tokens: FrameTokensFn | None = None,
-                 text_lookback: tuple[int, int] | None = None):
+                 text_lookback: tuple[int, int] | None = None, uncond_record: bool = False):
         """prompt: a clip's prompt (see PromptFn); null_prompt_ids: the orchestrator's ids for no prompt;
         frame_tokens: each sample then carries its chunk's frame-token targets (train/alignment.py);
         text_lookback: (lo, hi): E_txt starts L tokens before the spoken endpoint, L uniform in [lo, hi] per
@@ -89,6 +89,7 @@ class LatentChunks:
         if text_lookback is not None and not 0 <= text_lookback[0] <= text_lookback[1]:
             raise StreamCharError(f"text_lookback must be 0 <= min <= max, got {text_lookback}")
         self.text_lookback = text_lookback
+        self.uncond_record = uncond_record  # samples also carry the guidance pass's record (distillation)
 
         self.clips = []  # per clip: dict of tensors + key + pap_end + meta
         for name in index["shards"][split]:
@@ -163,8 +164,12 @@ class LatentChunks:
                            text_lookback=lookback)
         record = chunk_record(inputs, state, drop_prompt=drop[0], drop_reference=drop[1] and video is not None,
                               drop_audio_condition=drop[2])
+        extra = {}
+        if self.uncond_record:  # what the teacher's unconditional pass reads: prompt, reference and c_a dropped
+            extra["uncond_record"] = chunk_record(inputs, state, drop_prompt=True, drop_reference=video is not None,
+                                                  drop_audio_condition=True)
         return {
-            "key": clip["key"], "chunk": k, "record": record,
+            **extra, "key": clip["key"], "chunk": k, "record": record,
             "audio": clip["audio_latents"][k * A:(k + 1) * A],  # (33, C_a)
             "video": video[k] if video is not None else None,  # (C, 9, h, w)
             "pap_target": torch.tensor(float(ends[k]) - float(record.text_offset[0])),  # ()
@@ -187,6 +192,8 @@ def collate(samples: list[dict]) -> dict:
     return {
         "key": [s["key"] for s in samples], "chunk": [s["chunk"] for s in samples],
         "record": collate_records([s["record"] for s in samples]),
+        **({"uncond_record": collate_records([s["uncond_record"] for s in samples])}
+           if "uncond_record" in samples[0] else {}),
         "audio": torch.stack([s["audio"] for s in samples]),  # (B, 33, C_a)
         "video": torch.stack(videos) if videos[0] is not None else None,  # (B, C, 9, h, w)
         "pap_target": torch.stack([s["pap_target"] for s in samples]),  # (B,)

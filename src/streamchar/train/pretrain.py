@@ -371,8 +371,10 @@ def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
                                cfg.align_weight)
 
 
-def export_pipeline(trainer, pipe, path: Path) -> None:
-    """Write the pipeline folder with the trained (EMA if on) weights; collective under DDP / FSDP."""
+def export_pipeline(trainer, pipe, path: Path, prefix: str = "", model_cfg=None) -> None:
+    """Write the pipeline folder with the trained (EMA if on) weights; collective under DDP / FSDP.
+    prefix: where the DiT and orchestrator sit in the trained module ("student." in distillation);
+    model_cfg: the folder's config (default: the pipeline's)."""
     from accelerate import init_empty_weights
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -384,12 +386,12 @@ def export_pipeline(trainer, pipe, path: Path) -> None:
     if trainer.ema is not None:
         sd.update(trainer.ema.full_state_dict())
     if distributed.is_main():
-        c = pipe.cfg
+        c = model_cfg or pipe.cfg
         with init_empty_weights(include_buffers=False):  # fresh CPU modules: the trained ones may be sharded
             dit, orch = JointDiT.from_config(c), Orchestrator.from_config(c)
-        for prefix, module in (("dit.", dit), ("orchestrator.", orch)):
-            module.load_state_dict({k[len(prefix):]: v.float().clone() for k, v in sd.items()
-                                    if k.startswith(prefix)}, assign=True)
+        for name, module in ((f"{prefix}dit.", dit), (f"{prefix}orchestrator.", orch)):
+            module.load_state_dict({k[len(name):]: v.float().clone() for k, v in sd.items()
+                                    if k.startswith(name)}, assign=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         StreamChar(c, dit, orch, pipe.video_codec, pipe.audio_codec, pipe.text_encoder,
                    pipe.tokenizer).save_pretrained(path)
