@@ -109,24 +109,21 @@ def guided_velocity(model: Joint, rec, uncond, x_v, x_a, t, scales):
     return guided(v, scales)
 
 
-class DMDTrainable(nn.Module):
-    """The student and the fake score (trained), the teacher (frozen, kept out of the parameters and the
-    checkpoints: it is the `init` folder)."""
+class ScoreModels(nn.Module):
+    """The student and the fake score (trained) and the teacher (frozen, kept out of the parameters and the
+    checkpoints: it is a pipeline folder), with the DMD terms of a student sample. Shared by both stages."""
 
-    def __init__(self, dit, orchestrator, timesteps: list[float], guidance: tuple[float, float], shift: float = 5.0,
-                 t_range: tuple[float, float] = (0.02, 0.98), fake_lr_scale: float = 0.2, fake_updates: int = 1,
-                 pap_weight: float = 0.1, audio_weight: float = 1.0):
+    def __init__(self, student: Joint, teacher: Joint, guidance: tuple[float, float], shift: float = 5.0,
+                 t_range: tuple[float, float] = (0.02, 0.98), fake_lr_scale: float = 0.2, audio_weight: float = 1.0):
         super().__init__()
-        self.student = Joint(dit, orchestrator)
-        self.fake = copy.deepcopy(self.student)
-        teacher = copy.deepcopy(self.student).requires_grad_(False).eval()
-        self.__dict__["teacher"] = teacher  # not a submodule: no optimizer state, no checkpoint, no DDP sync
+        self.student = student
+        self.fake = copy.deepcopy(teacher)
+        self.__dict__["teacher"] = copy.deepcopy(teacher).requires_grad_(False).eval()  # not a submodule
         for p in self.parameters():
             p.requires_grad_(True)
         self.fake.orchestrator.pap.requires_grad_(False)  # the fake score never points
-        self.timesteps, self.guidance, self.shift, self.t_range = list(timesteps), tuple(guidance), shift, t_range
-        self.fake_lr_scale, self.fake_updates = fake_lr_scale, fake_updates
-        self.pap_weight, self.audio_weight = pap_weight, audio_weight
+        self.guidance, self.shift, self.t_range = tuple(guidance), shift, tuple(t_range)
+        self.fake_lr_scale, self.audio_weight = fake_lr_scale, audio_weight
 
     def lr_scales(self) -> dict[str, float]:
         return {"fake": self.fake_lr_scale}
@@ -141,58 +138,71 @@ class DMDTrainable(nn.Module):
             self.teacher.to(device)
         return self.teacher
 
+    def dmd_terms(self, rec, uncond, z_v, z_a, g, train_student: bool) -> dict[str, torch.Tensor]:
+        """The student's sample (z_v, z_a) (with its graph when `train_student`) scored under records `rec`
+        (conditional) and `uncond` (the guidance pass): loss_dmd (student), loss_fake (fake score)."""
+        B, dev = z_a.shape[0], z_a.device
+        u = torch.rand(B, generator=g, device=dev) * (self.t_range[1] - self.t_range[0]) + self.t_range[0]
+        t = flow.shift_sigma(u, self.shift)
+        xt_v, _ = renoise(z_v.detach(), t, g)
+        xt_a, _ = renoise(z_a.detach(), t, g)
+        out = {}
+        with torch.no_grad():
+            vr_v, vr_a = guided_velocity(self._teacher_on(dev), rec, uncond, xt_v, xt_a, t, self.guidance)
+            vf_v, vf_a = self.fake.velocity(rec, self.fake.conditions(rec), xt_v, xt_a, t)
+            real_v, real_a = flow.predict_x0(xt_v, vr_v.to(xt_v.dtype), t), flow.predict_x0(xt_a, vr_a.to(xt_a.dtype), t)
+            fake_v, fake_a = flow.predict_x0(xt_v, vf_v.to(xt_v.dtype), t), flow.predict_x0(xt_a, vf_a.to(xt_a.dtype), t)
+            grad_v, grad_a = dmd_gradient(z_v, real_v, fake_v), dmd_gradient(z_a, real_a, fake_a)
+            out["dmd_grad_norm_video"] = grad_v.float().pow(2).mean().sqrt()
+            out["dmd_grad_norm_audio"] = grad_a.float().pow(2).mean().sqrt()
+        if train_student:
+            out["loss_dmd"] = dmd_loss(z_v, grad_v) + self.audio_weight * dmd_loss(z_a, grad_a)
+
+        # The fake score learns the student's distribution: flow matching on its (detached) samples.
+        t2 = flow.sample_t(B, self.shift, generator=g, device=dev)
+        e_v = torch.randn(z_v.shape, generator=g, device=dev, dtype=z_v.dtype)
+        e_a = torch.randn(z_a.shape, generator=g, device=dev, dtype=z_a.dtype)
+        s_v, s_a = z_v.detach(), z_a.detach()
+        v_v, v_a = self.fake.velocity(rec, self.fake.conditions(rec), flow.noisy(s_v, e_v, t2),
+                                      flow.noisy(s_a, e_a, t2), t2)
+        out["loss_fake"], _, _ = flow.flow_loss(v_v, v_a, s_v, s_a, e_v, e_a, self.audio_weight)
+        return out
+
+
+class DMDTrainable(ScoreModels):
+    """Stage I: the student's sample of one chunk from its true context, by backward simulation."""
+
+    def __init__(self, dit, orchestrator, timesteps: list[float], guidance: tuple[float, float], shift: float = 5.0,
+                 t_range: tuple[float, float] = (0.02, 0.98), fake_lr_scale: float = 0.2, fake_updates: int = 1,
+                 pap_weight: float = 0.1, audio_weight: float = 1.0):
+        student = Joint(dit, orchestrator)
+        super().__init__(student, student, guidance, shift, t_range, fake_lr_scale, audio_weight)
+        self.timesteps, self.fake_updates, self.pap_weight = list(timesteps), fake_updates, pap_weight
+
     def forward(self, batch: dict, step: int = 0) -> dict[str, torch.Tensor]:
         rec, uncond, z_a = batch["record"], batch["uncond_record"], batch["audio"]
         B, dev = z_a.shape[0], z_a.device
         g = torch.Generator(device=dev).manual_seed(int(batch["noise_seed"][0]))
         train_student = step % self.fake_updates == 0
-        z_true_v = batch["video"]
 
         # The student's sample, as its 4-step sampler makes it, stopped at a random exit step.
-        x_v = torch.randn(z_true_v.shape, generator=g, device=dev, dtype=z_true_v.dtype)
+        x_v = torch.randn(batch["video"].shape, generator=g, device=dev, dtype=batch["video"].dtype)
         x_a = torch.randn(z_a.shape, generator=g, device=dev, dtype=z_a.dtype)
         exit_step = int(torch.randint(len(self.timesteps), (1,), generator=g, device=dev))
         with torch.set_grad_enabled(train_student and torch.is_grad_enabled()):
             cache = self.student.conditions(rec)
             z_v, z_a_gen = backward_simulation(lambda v, a, t: self.student.velocity(rec, cache, v, a, t),
                                                x_v, x_a, self.timesteps, exit_step, generator=g)
-
-        # The DMD gradient at a re-noised student sample: fake minus real (guided) clean predictions.
-        u = torch.rand(B, generator=g, device=dev) * (self.t_range[1] - self.t_range[0]) + self.t_range[0]
-        t = flow.shift_sigma(u, self.shift)
-        xt_v, _ = renoise(z_v.detach(), t, g)
-        xt_a, _ = renoise(z_a_gen.detach(), t, g)
-        out = {}
-        with torch.no_grad():
-            teacher = self._teacher_on(dev)
-            vr_v, vr_a = guided_velocity(teacher, rec, uncond, xt_v, xt_a, t, self.guidance)
-            fake_cache = self.fake.conditions(rec)
-            vf_v, vf_a = self.fake.velocity(rec, fake_cache, xt_v, xt_a, t)
-            real_v, real_a = flow.predict_x0(xt_v, vr_v.to(xt_v.dtype), t), flow.predict_x0(xt_a, vr_a.to(xt_a.dtype), t)
-            fake_v, fake_a = flow.predict_x0(xt_v, vf_v.to(xt_v.dtype), t), flow.predict_x0(xt_a, vf_a.to(xt_a.dtype), t)
-            grad_v, grad_a = dmd_gradient(z_v, real_v, fake_v), dmd_gradient(z_a_gen, real_a, fake_a)
-            out["dmd_grad_norm_video"] = grad_v.float().pow(2).mean().sqrt()
-            out["dmd_grad_norm_audio"] = grad_a.float().pow(2).mean().sqrt()
-        loss = z_a.new_zeros(())
+        out = self.dmd_terms(rec, uncond, z_v, z_a_gen, g, train_student)
+        loss = out["loss_fake"]
         if train_student:
-            out["loss_dmd"] = dmd_loss(z_v, grad_v) + self.audio_weight * dmd_loss(z_a_gen, grad_a)
-            loss = loss + out["loss_dmd"]
             # the student's pointer on the true audio at t = 0, as inference reads it
             _, hidden0, transcript, tmask = self.student.orchestrator.forward_full(
                 rec.orchestrator, z_a, torch.zeros(B, device=dev))
-            ptr = self.student.orchestrator.pap(hidden0, transcript, tmask)
-            out["loss_pap"] = pointer_loss(ptr, batch["pap_target"])
-            loss = loss + self.pap_weight * out["loss_pap"]
-
-        # The fake score learns the student's distribution: flow matching on its (detached) samples.
-        t2 = flow.sample_t(B, self.shift, generator=g, device=dev)
-        e_v = torch.randn(z_v.shape, generator=g, device=dev, dtype=z_v.dtype)
-        e_a = torch.randn(z_a_gen.shape, generator=g, device=dev, dtype=z_a_gen.dtype)
-        s_v, s_a = z_v.detach(), z_a_gen.detach()
-        fake_cache = self.fake.conditions(rec)
-        v_v, v_a = self.fake.velocity(rec, fake_cache, flow.noisy(s_v, e_v, t2), flow.noisy(s_a, e_a, t2), t2)
-        out["loss_fake"], _, _ = flow.flow_loss(v_v, v_a, s_v, s_a, e_v, e_a, self.audio_weight)
-        out["loss"] = loss + out["loss_fake"]
+            out["loss_pap"] = pointer_loss(self.student.orchestrator.pap(hidden0, transcript, tmask),
+                                           batch["pap_target"])
+            loss = loss + out["loss_dmd"] + self.pap_weight * out["loss_pap"]
+        out["loss"] = loss
         out["exit_step"] = torch.tensor(float(exit_step))
         return out
 
