@@ -166,6 +166,7 @@ class StreamConfig:
     # L = E_txt starts L transcript tokens before the pointer's spoken endpoint (ours, for small LMs).
     # `tiny`: 8 phoneme tokens (~0.6 s of speech, a little more than the pointer's error); `paper`: None.
     text_lookback: int | None = 8
+    sink: bool = True  # keep chunk 0 as the sink chunk (paper §4.2); False: the "w/o sink" ablation (§5.5)
     student_timesteps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])
     teacher_steps: int = 50
     # The sampler a stream uses unless told otherwise: 'teacher' (Euler, `teacher_steps`, guidance) for a

@@ -132,3 +132,20 @@ def test_collate_pads_and_keeps_rows():
     assert r.has_motion.tolist() == [False, True] and torch.equal(r.sink[0], torch.zeros_like(r.sink[0]))
     assert r.keep_audio_condition.tolist() == [1.0, 0.0]
     assert torch.equal(r.context[1], torch.zeros(3, 16)) and torch.equal(r.reference[1], torch.zeros(4, 1, 2, 2))
+
+
+def test_without_the_sink_training_and_streaming_still_agree(model, monkeypatch, tmp_path):
+    """stream.sink = False (the paper's "w/o sink" ablation): no record has a sink chunk, every later one has
+    its motion frames, and the training records equal the streamed ones."""
+    cfg = dataclasses.replace(model.cfg, stream=dataclasses.replace(model.cfg.stream, sink=False))
+    nosink = StreamChar(cfg, model.dit, model.orchestrator, model.video_codec, model.audio_codec, model.text_encoder,
+                        model.tokenizer)
+    folder = write_random_latents(tmp_path / "latents", cfg, {"train": [CHUNKS]})
+    tok, L = nosink.tokenizer, cfg.stream.text_lookback
+    ds = LatentChunks(folder, "train", prompt=lambda clip: (prompt_ids(tok, PROMPT), prompt_context(nosink, PROMPT)[0]),
+                      null_prompt_ids=prompt_ids(tok, ""), history_frames=cfg.history_frames, ref_audio_prob=0.0,
+                      train=False, text_lookback=(L, L), sink=False)
+    _, streamed = forced_stream(nosink, ds.clips[0], monkeypatch)
+    assert all(r.sink is None for r in streamed) and all(r.motion is not None for r in streamed[1:])
+    for k, rec in enumerate(streamed):
+        assert_same(ds.sample(k, np.random.default_rng(0))["record"], rec, f"chunk {k}")

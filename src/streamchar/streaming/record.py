@@ -70,13 +70,14 @@ class StreamState:
 
 
 def advance(state: StreamState, z_v: torch.Tensor | None, z_a: torch.Tensor, spoken: float, *,
-            history_frames: int, text_lookback: int | None = None) -> None:
+            history_frames: int, text_lookback: int | None = None, sink: bool = True) -> None:
     """The state after a chunk with video latents z_v (C, K, h, w) (None: speech alone), audio latents
     z_a (T_a, C_a) and pointer endpoint `spoken` (absolute). Progress never goes backwards.
-    text_lookback: None = the window rule, L = E_txt from L tokens before `spoken` (module docstring)."""
+    text_lookback: None = the window rule, L = E_txt from L tokens before `spoken` (module docstring).
+    sink: False keeps no sink chunk (the paper's "w/o sink" ablation, §5.5)."""
     if z_v is not None:
         state.motion = z_v
-        if state.sink is None:
+        if state.sink is None and sink:
             state.sink = z_v
     state.spoken = max(state.spoken, float(spoken))
     history = z_a if state.history is None else torch.cat([state.history, z_a], 0)
@@ -93,7 +94,7 @@ def advance(state: StreamState, z_v: torch.Tensor | None, z_a: torch.Tensor, spo
 
 
 def clip_state(video_latents: torch.Tensor | None, audio_latents: torch.Tensor, pap_end: list[int], k: int, *,
-               history_frames: int, text_lookback: int | None = None) -> StreamState:
+               history_frames: int, text_lookback: int | None = None, sink: bool = True) -> StreamState:
     """The state a stream has before chunk k of a clip when it generated the clip's true latents and its
     pointer read the true endpoints: what `advance` leaves after chunks 0..k-1, by slicing.
 
@@ -105,7 +106,7 @@ def clip_state(video_latents: torch.Tensor | None, audio_latents: torch.Tensor, 
     if k == 0:
         return state
     if video_latents is not None:
-        state.motion, state.sink = video_latents[k - 1], video_latents[0]
+        state.motion, state.sink = video_latents[k - 1], video_latents[0] if sink else None
     start = max(0, k * A - history_frames)  # the window [start, k A)
     state.history = audio_latents[start:k * A]
     state.spoken = float(max(pap_end[:k]))
@@ -135,19 +136,21 @@ class ChunkRecord:
     def batch_size(self) -> int:
         return self.context.shape[0]
 
-    def conditions(self, dit, static_frames: int | None = None) -> list:
+    def conditions(self, dit, static_frames: int | None = None, sink_slot: bool = True) -> list:
         """The DiT's condition frames (reference, sink, motion placed on the timeline). `static_frames` (a
         chunk's video latent frames): the same shapes for every chunk, as a compiled DiT wants them: chunk 0
-        gets zero sink and motion frames that the key mask hides, and the mask is always passed."""
+        gets zero sink and motion frames that the key mask hides, and the mask is always passed; `sink_slot`:
+        whether the stream keeps a sink (stream.sink), so chunk 0 has its slot."""
         if self.reference is None:
             return []
         if static_frames is None:
             present = None if bool(self.has_motion.all()) else self.has_motion
             return dit.condition_frames(self.reference, self.sink, self.motion, present)
         sink, motion = self.sink, self.motion
-        if sink is None:
+        if motion is None:  # chunk 0: zero frames in their place, masked
             B, C, _, h, w = self.reference.shape
-            sink = motion = self.reference.new_zeros(B, C, static_frames, h, w)
+            motion = self.reference.new_zeros(B, C, static_frames, h, w)
+            sink = motion if sink_slot else None
         return dit.condition_frames(self.reference, sink, motion, self.has_motion.to(self.reference.device))
 
     def to(self, device) -> "ChunkRecord":
@@ -187,7 +190,7 @@ def chunk_record(inputs: StreamInputs, state: StreamState, *, drop_prompt: bool 
     has = state.motion is not None and reference is not None
     return ChunkRecord(
         orchestrator=orch, context=context[None], reference=reference,
-        sink=state.sink[None] if has else None, motion=state.motion[None] if has else None,
+        sink=state.sink[None] if has and state.sink is not None else None, motion=state.motion[None] if has else None,
         has_motion=torch.tensor([has]), keep_audio_condition=torch.tensor([0.0 if drop_audio_condition else 1.0]),
         text_offset=torch.tensor([offset]))
 
@@ -218,7 +221,10 @@ def collate(records: list[ChunkRecord]) -> ChunkRecord:
     with_motion = [r for r in records if r.motion is not None]
     if with_motion:
         zero = torch.zeros_like(with_motion[0].motion)
-        sink = torch.cat([r.sink if r.sink is not None else zero for r in records])
+        if any((r.sink is None) != (with_motion[0].sink is None) for r in with_motion):
+            raise ValueError("collate: some records keep a sink chunk and some do not")
+        if with_motion[0].sink is not None:
+            sink = torch.cat([r.sink if r.sink is not None else zero for r in records])
         motion = torch.cat([r.motion if r.motion is not None else zero for r in records])
     return ChunkRecord(
         orchestrator=orch, context=torch.cat([r.context for r in records]), reference=reference, sink=sink,

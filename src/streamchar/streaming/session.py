@@ -220,7 +220,7 @@ class StreamSession:
         if self._text_kv is None:
             self._text_kv = m.dit.embed_text(rows.context.to(m.dtype))
         static = cfg.video_latent_frames if _is_compiled(m.dit) else None
-        cache = m.dit.encode_conditions(rows.conditions(m.dit, static), None, text_kv=self._text_kv,
+        cache = m.dit.encode_conditions(rows.conditions(m.dit, static, cfg.stream.sink), None, text_kv=self._text_kv,
                                         keep_mask=static is not None)
         clock.mark("dit")
 
@@ -254,7 +254,7 @@ class StreamSession:
         # 6. State: motion <- this chunk, sink <- chunk 0, history of exactly 15 s. (The pointer's number is
         #    read here: the one sync of the chunk.)
         advance(st, z_v[0], z_a[0], float(spoken), history_frames=cfg.history_frames,
-                text_lookback=cfg.stream.text_lookback)
+                text_lookback=cfg.stream.text_lookback, sink=cfg.stream.sink)
         finished = self.stop_at_end and round(st.spoken) >= len(self.inputs.transcript)
         self.done = finished or st.index * cfg.chunk_seconds >= self.max_seconds - 1e-9
         return Latents(st.index - 1, z_v, z_a, st.spoken, clock)

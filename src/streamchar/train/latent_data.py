@@ -59,7 +59,7 @@ class LatentChunks:
                  cond_dropout: float = 0.05, ref_audio_prob: float = 0.5,
                  ref_audio_seconds: tuple[float, float] = (1.0, 15.0), audio_rate: float = 24.0,
                  train: bool = True, seed: int = 0, frame_tokens: FrameTokensFn | None = None,
-                 text_lookback: tuple[int, int] | None = None, uncond_record: bool = False):
+                 text_lookback: tuple[int, int] | None = None, uncond_record: bool = False, sink: bool = True):
         """prompt: a clip's prompt (see PromptFn); null_prompt_ids: the orchestrator's ids for no prompt;
         frame_tokens: each sample then carries its chunk's frame-token targets (train/alignment.py);
         text_lookback: (lo, hi): E_txt starts L tokens before the spoken endpoint, L uniform in [lo, hi] per
@@ -90,6 +90,7 @@ class LatentChunks:
             raise StreamCharError(f"text_lookback must be 0 <= min <= max, got {text_lookback}")
         self.text_lookback = text_lookback
         self.uncond_record = uncond_record  # samples also carry the guidance pass's record (distillation)
+        self.sink = sink  # False: no sink chunk in the records (the model's stream.sink)
 
         self.clips = []  # per clip: dict of tensors + key + pap_end + meta
         for name in index["shards"][split]:
@@ -161,7 +162,7 @@ class LatentChunks:
         lookback = None if self.text_lookback is None else int(rng.integers(self.text_lookback[0],
                                                                              self.text_lookback[1] + 1))
         state = clip_state(video, clip["audio_latents"], ends, k, history_frames=self.history_frames,
-                           text_lookback=lookback)
+                           text_lookback=lookback, sink=self.sink)
         record = chunk_record(inputs, state, drop_prompt=drop[0], drop_reference=drop[1] and video is not None,
                               drop_audio_condition=drop[2])
         extra = {}

@@ -363,7 +363,7 @@ def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> Latent
                         audio_only=cfg.stage == 1, uncond_prob=cfg.uncond_prob, cond_dropout=cfg.cond_dropout,
                         ref_audio_prob=cfg.ref_audio_prob, ref_audio_seconds=tuple(cfg.ref_audio_seconds),
                         audio_rate=mc.audio_latent_rate, train=train, seed=cfg.train.seed, frame_tokens=align,
-                        text_lookback=lookback if train else (None if L is None else (L, L)))
+                        text_lookback=lookback if train else (None if L is None else (L, L)), sink=mc.stream.sink)
 
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
