@@ -326,6 +326,24 @@ def cmd_train_distill_dmd(args) -> int:
     return 0
 
 
+def cmd_train_distill_rollout(args) -> int:
+    from streamchar.train.distill_rollout import RolloutConfig, run_distill_rollout
+
+    cfg = RolloutConfig.from_yaml(resolve_config(args.config or "distill_rollout_tiny"))
+    if args.init is not None:
+        cfg.init = str(_model_folder(args.init))
+    if args.teacher is not None:
+        cfg.teacher = str(_model_folder(args.teacher))
+    if args.no_sink:
+        cfg.sink = False
+    if args.one_chunk:
+        cfg.one_chunk = True
+    cfg = _train_overrides(cfg, args)
+    report = run_distill_rollout(cfg)
+    print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
+    return 0
+
+
 def cmd_train_pretrain(args) -> int:
     from streamchar.train.pretrain import PretrainConfig, run_pretrain
 
@@ -665,7 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
                              ("asr-judge", cmd_train_asr_judge, "the SynthTalk speech judge (WER) on true speech"),
                              ("pretrain", cmd_train_pretrain, "flow-matching pretraining on latent shards"),
                              ("distill-dmd", cmd_train_distill_dmd,
-                              "Stage I: DMD step distillation of the teacher into the 4-step student")):
+                              "Stage I: DMD step distillation of the teacher into the 4-step student"),
+                             ("distill-rollout", cmd_train_distill_rollout,
+                              "Stage II: online-rollout distillation with the pointer and the sink")):
         tp = t.add_parser(name, help=what)
         tp.add_argument("--config", help="YAML config (default: the tiny one in configs/)")
         tp.add_argument("--data", help="override the config's data folder")
@@ -678,6 +698,13 @@ def build_parser() -> argparse.ArgumentParser:
             tp.add_argument("--init", help="override init: a pipeline folder to start from (e.g. stage 1's final)")
         if name == "distill-dmd":
             tp.add_argument("--init", help="override init: the teacher (a pipeline folder or a bundled name)")
+        if name == "distill-rollout":
+            tp.add_argument("--init", help="override init: the student to start from (Stage I's final; the "
+                            "teacher's folder skips Stage I, an ablation)")
+            tp.add_argument("--teacher", help="override teacher: the real score (a pipeline folder or a bundled name)")
+            tp.add_argument("--no-sink", action="store_true", help="ablation: no sink chunk (the student streams "
+                            "without one too)")
+            tp.add_argument("--one-chunk", action="store_true", help="ablation: isolated chunks (K = window = 1)")
         tp.set_defaults(func=func)
     _show_defaults(p)
     return p
