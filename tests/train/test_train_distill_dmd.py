@@ -1,5 +1,7 @@
 """Stage I, DMD step distillation (train/distill_dmd.py) on random latents at `tiny`."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -130,8 +132,6 @@ def test_config_errors():
 
 
 def test_cli_train_distill_dmd(setup, tmp_path, capsys):
-    import json
-
     from streamchar.cli import main
 
     root = setup[0]
@@ -142,3 +142,49 @@ def test_cli_train_distill_dmd(setup, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["steps"] == 1 and report["stage"] == "dmd"
     assert (tmp_path / "run" / "final" / "model_index.json").is_file()
+
+
+TORCHRUN = """
+import json, sys
+from streamchar.train import destroy_distributed, init_distributed, is_main
+from streamchar.train.distill_dmd import DMDConfig, run_distill_dmd
+
+init_distributed()
+teacher, latents, out, batch, strategy = sys.argv[1:6]
+c = DMDConfig(init=teacher, data=latents, batch_size=int(batch), guidance=(2.0, 2.0), val_samples=0,
+              ref_audio_prob=0.0)
+c.train.steps, c.train.out_dir, c.train.ckpt_every, c.train.warmup_steps, c.train.lr = 3, out, 0, 0, 1e-3
+c.train.ema_decay, c.train.val_every, c.train.strategy, c.train.seed = None, 0, strategy, 0
+report = run_distill_dmd(c.validate())
+if is_main():
+    with open(out + "/losses.json", "w") as f:
+        json.dump(report["losses"], f)
+destroy_distributed()
+"""
+
+
+def test_two_processes_match_one(setup, tmp_path):
+    """Under torchrun (gloo), 2 ranks with a micro-batch of 1 give the loss curve of 1 process with 2: each
+    sample's draws are its own, and the exit step is the step's."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root, _, latents = setup
+    script = tmp_path / "dmd2.py"
+    script.write_text(TORCHRUN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(port), str(script), str(root / "teacher"), str(latents), str(tmp_path / "two"), "1",
+                          "ddp"], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    one = subprocess.run([sys.executable, str(script), str(root / "teacher"), str(latents), str(tmp_path / "one"),
+                          "2", "single"], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = json.loads((tmp_path / "two" / "losses.json").read_text())
+    b = json.loads((tmp_path / "one" / "losses.json").read_text())
+    assert a == pytest.approx(b, rel=1e-4, abs=1e-5)

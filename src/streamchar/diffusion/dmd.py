@@ -39,9 +39,19 @@ def dmd_loss(z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return 0.5 * F.mse_loss(z.float(), (z - grad).detach().float(), reduction="mean")
 
 
+def randn_rows(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
+    """Normal noise of `shape` (B, ...): from one Generator, or row b from generator[b] (a list of B), so that a
+    sample's noise does not depend on the batch it is in (a batch split over ranks draws what one rank does)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for {shape[0]} rows")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+    return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+
+
 def renoise(z: torch.Tensor, t: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A clean sample at noise level t (B,) -> (x_t, eps)."""
-    e = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    """A clean sample at noise level t (B,) -> (x_t, eps). generator: one, or one per row (`randn_rows`)."""
+    e = randn_rows(z.shape, generator, z.device, z.dtype)
     return noisy(z, e, t), e
 
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from streamchar.diffusion import flow
-from streamchar.diffusion.dmd import backward_simulation, dmd_gradient, dmd_loss, renoise
+from streamchar.diffusion.dmd import backward_simulation, dmd_gradient, dmd_loss, randn_rows, renoise
 from streamchar.diffusion.samplers import guided, student_timesteps
 from streamchar.errors import StreamCharError
 from streamchar.models.pap import pointer_loss
@@ -109,6 +109,16 @@ def guided_velocity(model: Joint, rec, uncond, x_v, x_a, t, scales):
     return guided(v, scales)
 
 
+def sample_generators(seeds: list[int], device) -> list[torch.Generator]:
+    """One Generator per sample, from its seed (the data's draw: resumable)."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def exit_step_of(step: int, n: int, seed: int = 0) -> int:
+    """The backward simulation's exit step at optimizer step `step`: uniform in [0, n), the same on every rank."""
+    return int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed * 1_000_003 + step)))
+
+
 class ScoreModels(nn.Module):
     """The student and the fake score (trained) and the teacher (frozen, kept out of the parameters and the
     checkpoints: it is a pipeline folder), with the DMD terms of a student sample. Shared by both stages."""
@@ -140,10 +150,11 @@ class ScoreModels(nn.Module):
 
     def dmd_terms(self, rec, uncond, z_v, z_a, g, train_student: bool) -> dict[str, torch.Tensor]:
         """The student's sample (z_v, z_a) (with its graph when `train_student`) scored under records `rec`
-        (conditional) and `uncond` (the guidance pass): loss_dmd (student), loss_fake (fake score)."""
+        (conditional) and `uncond` (the guidance pass): loss_dmd (student), loss_fake (fake score).
+        g: one Generator per sample (its draws do not depend on the batch it is in)."""
         B, dev = z_a.shape[0], z_a.device
-        u = torch.rand(B, generator=g, device=dev) * (self.t_range[1] - self.t_range[0]) + self.t_range[0]
-        t = flow.shift_sigma(u, self.shift)
+        u = torch.cat([torch.rand(1, generator=r, device=dev) for r in g])
+        t = flow.shift_sigma(u * (self.t_range[1] - self.t_range[0]) + self.t_range[0], self.shift)
         xt_v, _ = renoise(z_v.detach(), t, g)
         xt_a, _ = renoise(z_a.detach(), t, g)
         out = {}
@@ -159,9 +170,8 @@ class ScoreModels(nn.Module):
             out["loss_dmd"] = dmd_loss(z_v, grad_v) + self.audio_weight * dmd_loss(z_a, grad_a)
 
         # The fake score learns the student's distribution: flow matching on its (detached) samples.
-        t2 = flow.sample_t(B, self.shift, generator=g, device=dev)
-        e_v = torch.randn(z_v.shape, generator=g, device=dev, dtype=z_v.dtype)
-        e_a = torch.randn(z_a.shape, generator=g, device=dev, dtype=z_a.dtype)
+        t2 = torch.cat([flow.sample_t(1, self.shift, generator=r, device=dev) for r in g])
+        e_v, e_a = randn_rows(z_v.shape, g, dev, z_v.dtype), randn_rows(z_a.shape, g, dev, z_a.dtype)
         s_v, s_a = z_v.detach(), z_a.detach()
         v_v, v_a = self.fake.velocity(rec, self.fake.conditions(rec), flow.noisy(s_v, e_v, t2),
                                       flow.noisy(s_a, e_a, t2), t2)
@@ -182,13 +192,14 @@ class DMDTrainable(ScoreModels):
     def forward(self, batch: dict, step: int = 0) -> dict[str, torch.Tensor]:
         rec, uncond, z_a = batch["record"], batch["uncond_record"], batch["audio"]
         B, dev = z_a.shape[0], z_a.device
-        g = torch.Generator(device=dev).manual_seed(int(batch["noise_seed"][0]))
+        g = sample_generators(batch["noise_seed"], dev)
         train_student = step % self.fake_updates == 0
 
-        # The student's sample, as its 4-step sampler makes it, stopped at a random exit step.
-        x_v = torch.randn(batch["video"].shape, generator=g, device=dev, dtype=batch["video"].dtype)
-        x_a = torch.randn(z_a.shape, generator=g, device=dev, dtype=z_a.dtype)
-        exit_step = int(torch.randint(len(self.timesteps), (1,), generator=g, device=dev))
+        # The student's sample, as its 4-step sampler makes it, stopped at a random exit step (one per step,
+        # the same on every rank).
+        x_v = randn_rows(batch["video"].shape, g, dev, batch["video"].dtype)
+        x_a = randn_rows(z_a.shape, g, dev, z_a.dtype)
+        exit_step = exit_step_of(step, len(self.timesteps))
         with torch.set_grad_enabled(train_student and torch.is_grad_enabled()):
             cache = self.student.conditions(rec)
             z_v, z_a_gen = backward_simulation(lambda v, a, t: self.student.velocity(rec, cache, v, a, t),

@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamchar.diffusion.dmd import backward_simulation
+from streamchar.diffusion.dmd import backward_simulation, randn_rows
 from streamchar.diffusion.samplers import student_timesteps
 from streamchar.errors import StreamCharError
 from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record
 from streamchar.streaming.record import collate as collate_records
 from streamchar.train import distributed
 from streamchar.train.data import ResumableLoader
-from streamchar.train.distill_dmd import DMDConfig, Joint, ScoreModels
+from streamchar.train.distill_dmd import DMDConfig, Joint, ScoreModels, exit_step_of, sample_generators
 from streamchar.train.pretrain import build_datasets, build_pipeline, check_codecs
 
 
@@ -156,8 +156,8 @@ class RolloutTrainable(ScoreModels):
             rec = collate_records([chunk_record(inp, st) for inp, st in zip(inputs, states)])
             with torch.set_grad_enabled(k >= self.K - self.grad_chunks and torch.is_grad_enabled()):
                 cache = self.student.conditions(rec)
-                x_v = torch.randn(B, C, self.frames_v, h, w, generator=g, device=dev)
-                x_a = torch.randn(B, self.frames_a, inputs[0].audio_channels, generator=g, device=dev)
+                x_v = randn_rows((B, C, self.frames_v, h, w), g, dev)
+                x_a = randn_rows((B, self.frames_a, inputs[0].audio_channels), g, dev)
                 z_v, z_a = backward_simulation(lambda v, a, t: self.student.velocity(rec, cache, v, a, t),
                                                x_v, x_a, self.timesteps, exit_step, generator=g)
             with torch.no_grad():  # the pointer, as the stream reads it: on the chunk's clean audio at t = 0
@@ -174,8 +174,8 @@ class RolloutTrainable(ScoreModels):
     def forward(self, batch: dict, step: int = 0) -> dict[str, torch.Tensor]:
         dev = next(self.student.parameters()).device
         inputs = [_inputs_to(inp, dev) for inp in batch["inputs"]]
-        g = torch.Generator(device=dev).manual_seed(int(batch["noise_seed"][0]))
-        exit_step = int(torch.randint(len(self.timesteps), (1,), generator=g, device=dev))
+        g = sample_generators(batch["noise_seed"], dev)
+        exit_step = exit_step_of(step, len(self.timesteps))
         chunks, before, states = self.rollout(inputs, g, exit_step)
 
         # The window: the last chunks as one sample, under the state before it, with the transcript cut at the
