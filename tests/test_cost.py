@@ -39,11 +39,15 @@ def test_rtf_finite_and_positive_for_every_gpu():
 
 
 def test_fsdp_training_memory_per_gpu_falls_with_more_gpus():
-    for stage in ("pretrain", "dmd"):
+    for stage in ("pretrain", "dmd", "rollout"):
         per_gpu = [train_memory(PAPER, gpus=n, stage=stage)["total_per_gpu_gb"] for n in (1, 2, 8, 64)]
         assert all(a > b for a, b in zip(per_gpu, per_gpu[1:])), (stage, per_gpu)
     # DMD holds a trainable critic and a frozen teacher on top of the generator
     assert train_memory(PAPER, 8, "dmd")["total_per_gpu_gb"] > train_memory(PAPER, 8, "pretrain")["total_per_gpu_gb"]
+    # Stage II's activations grow with the chunks that keep their graph and the scored window
+    acts = [train_memory(PAPER, 8, "rollout", window=w, grad_chunks=w)["per_gpu_gb"]["activations"] for w in (1, 2, 3)]
+    assert acts[0] < acts[1] < acts[2] and acts[0] == pytest.approx(
+        train_memory(PAPER, 8, "dmd")["per_gpu_gb"]["activations"])
 
 
 def test_bad_inputs_error():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from streamchar.config import StreamCharConfig
 from streamchar.cost.flops import chunk_cost
 from streamchar.cost.gpus import gpu_spec
-from streamchar.cost.memory import inference_memory, train_memory
+from streamchar.cost.memory import TRAIN_STAGES, inference_memory, train_memory
 from streamchar.errors import StreamCharError
 
 # The paper's own measurement (§5.1, "Inference Efficiency"): one H100, 512x512, 33-frame chunk, 4 steps, bf16.
@@ -51,5 +51,5 @@ def cost_report(cfg: StreamCharConfig, gpu: str, train_gpus: int = 8) -> dict:
     """Everything for `streamchar cost`: chunk cost, latency and memory estimate, FSDP training memory."""
     report = estimate(cfg, gpu)
     report["preset"] = cfg.preset
-    report["train"] = {stage: train_memory(cfg, gpus=train_gpus, stage=stage) for stage in ("pretrain", "dmd")}
+    report["train"] = {stage: train_memory(cfg, gpus=train_gpus, stage=stage) for stage in TRAIN_STAGES}
     return report

@@ -15,6 +15,7 @@ from streamchar.cost.flops import BF16, _dit_parts, _lm_kv_bytes, chunk_tokens, 
 from streamchar.errors import StreamCharError
 
 GB = 1e9
+TRAIN_STAGES = ("pretrain", "dmd", "rollout")
 
 
 @functools.lru_cache(maxsize=16)
@@ -99,12 +100,13 @@ def _dit_block_params(cfg: StreamCharConfig) -> int:
 
 
 def train_memory(cfg: StreamCharConfig, gpus: int = 8, stage: str = "pretrain", micro_batch: int = 1,
-                 **tokens) -> dict:
+                 window: int = 3, grad_chunks: int | None = None, **tokens) -> dict:
     """Training memory per GPU (GB) with FSDP (full sharding) over `gpus` GPUs and mixed precision.
 
-    stage 'pretrain' (pretraining stage 2): DiT + orchestrator trainable. stage 'dmd' (distillation): the
-    generator (DiT) and the fake-score critic (a DiT copy) trainable; the real score (teacher DiT) and the
-    orchestrator frozen in bf16 (assumption: the paper does not say whether the orchestrator is tuned in DMD).
+    stage 'pretrain' (pretraining stage 2): DiT + orchestrator trainable. 'dmd' (Stage I, train/distill_dmd.py):
+    the student and the fake score (each a DiT + orchestrator) trainable, the teacher (the real score) frozen in
+    bf16. 'rollout' (Stage II, train/distill_rollout.py): the same three models; the student keeps the graph of
+    its last `grad_chunks` chunks (default: the window) and the scores read `window` chunks as one sample.
     Latents and prompt embeddings are precomputed: no codec or text encoder is resident.
     - trainable: bf16 param (2) + fp32 master (4) + AdamW m, v (2 x 4) + fp32 grad (4) = 18 bytes/param, / gpus
     - frozen: bf16 (2 bytes/param), / gpus
@@ -113,29 +115,41 @@ def train_memory(cfg: StreamCharConfig, gpus: int = 8, stage: str = "pretrain", 
       each layer's bf16 input is stored (layers x L x dim x 2 bytes) and one layer is recomputed in backward,
       ~34 x L x dim bytes (Korthikanti et al. 2022, bf16, without the 5as^2 attention-matrix term that flash /
       memory-efficient attention avoids). The DiT trains on the full sequence [conditions | video | audio];
-      the orchestrator on [prefix | E_cond].
+      the orchestrator on [prefix | E_cond]. Distillation stores the student's exit-step pass per chunk with
+      gradient and the fake score's flow-matching pass on the scored sample (the real and fake scores' DMD
+      passes run without gradient).
     """
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise StreamCharError(f"gpus must be an integer >= 1, got {gpus!r}")
-    if stage not in ("pretrain", "dmd"):
-        raise StreamCharError(f"stage must be 'pretrain' or 'dmd', got {stage!r}")
+    if stage not in TRAIN_STAGES:
+        raise StreamCharError(f"stage must be one of {list(TRAIN_STAGES)}, got {stage!r}")
+    if not 1 <= window or (grad_chunks is not None and grad_chunks < 1):
+        raise StreamCharError(f"window and grad_chunks must be >= 1, got {window}, {grad_chunks}")
     pc = _param_counts(json.dumps(cfg.to_dict(), sort_keys=True))
     tok = chunk_tokens(cfg, **tokens)
     dit, orch = pc["dit"], pc["orchestrator"] + pc["pap"]
-    trainable, frozen = (dit + orch, 0) if stage == "pretrain" else (2 * dit, dit + orch)
+    trainable, frozen = (dit + orch, 0) if stage == "pretrain" else (2 * (dit + orch), dit + orch)
     o, d = cfg.orchestrator, cfg.dit
     unit = max(_dit_block_params(cfg), o.vocab_size * o.hidden_size)  # largest FSDP unit
+    chunks = {"pretrain": 1, "dmd": 1, "rollout": grad_chunks or window}[stage]  # student passes with gradient
+    scored = {"pretrain": 0, "dmd": 1, "rollout": window}[stage]  # chunks in the fake score's training sample
     L_dit = tok["conditions"] + tok["video"] + tok["audio"]
     L_lm = tok["prefix"] + tok["audio"]
-    stored = micro_batch * d.num_layers * L_dit * d.dim * BF16  # checkpointed DiT layer inputs
-    working = micro_batch * 34 * L_dit * d.dim  # one DiT layer recomputed in backward
-    if stage == "pretrain":  # the orchestrator trains too: its stored inputs coexist; one layer recomputed at a time
-        stored += micro_batch * o.num_layers * L_lm * o.hidden_size * BF16
-        working = max(working, micro_batch * 34 * L_lm * o.hidden_size)
+
+    def layer_inputs(n_dit: int, n_lm: int) -> int:
+        return micro_batch * (d.num_layers * n_dit * d.dim + o.num_layers * n_lm * o.hidden_size) * BF16
+
+    stored = chunks * layer_inputs(L_dit, L_lm)
+    if scored:
+        w_dit = tok["conditions"] + scored * (tok["video"] + tok["audio"])
+        stored += layer_inputs(w_dit, tok["prefix"] + scored * tok["audio"])
+        L_dit, L_lm = max(L_dit, w_dit), max(L_lm, tok["prefix"] + scored * tok["audio"])
+    working = micro_batch * 34 * max(L_dit * d.dim, L_lm * o.hidden_size)  # one layer recomputed at a time
     acts = stored + working
     parts = {"params_grads_optimizer": 18 * trainable / gpus, "frozen_weights": BF16 * frozen / gpus,
              "fsdp_gather": 2 * BF16 * unit, "activations": acts}
     out = {k: v / GB for k, v in parts.items()}
     return {"stage": stage, "gpus": gpus, "micro_batch": micro_batch, "trainable_params": trainable,
-            "frozen_params": frozen, "sequence": {"dit": L_dit, "orchestrator": L_lm}, "per_gpu_gb": out,
-            "total_per_gpu_gb": sum(out.values())}
+            "frozen_params": frozen, "sequence": {"dit": L_dit, "orchestrator": L_lm},
+            **({"window": window, "grad_chunks": chunks} if stage == "rollout" else {}),
+            "per_gpu_gb": out, "total_per_gpu_gb": sum(out.values())}
