@@ -20,11 +20,11 @@ step() { echo "== $(date +%H:%M:%S) $*" >&2; }
 [ -f "$RUN/stage2/final/model_index.json" ] || bash scripts/train_tiny.sh
 
 step "Stage I, DMD ($DMD_STEPS steps)"
-$SC train distill-dmd --config distill_dmd_tiny --init "$RUN/stage2/final" --data "$RUN/latents" \
+[ -f "$RUN/dmd/final/model_index.json" ] || $SC train distill-dmd --config distill_dmd_tiny --init "$RUN/stage2/final" --data "$RUN/latents" \
   --out-dir "$RUN/dmd" --steps "$DMD_STEPS" > "$RUN/dmd.json" 2> "$RUN/dmd.log"
 
 step "Stage II, online rollout ($ROLLOUT_STEPS steps)"
-$SC train distill-rollout --config distill_rollout_tiny --init "$RUN/dmd/final" --teacher "$RUN/stage2/final" \
+[ -f "$RUN/rollout/final/model_index.json" ] || $SC train distill-rollout --config distill_rollout_tiny --init "$RUN/dmd/final" --teacher "$RUN/stage2/final" \
   --data "$RUN/latents" --out-dir "$RUN/rollout" --steps "$ROLLOUT_STEPS" > "$RUN/rollout.json" 2> "$RUN/rollout.log"
 
 step "sample: the student (4 steps) speaking with the bundled character"
