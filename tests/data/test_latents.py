@@ -48,13 +48,15 @@ def test_encode_synthtalk_shards(tmp_path):
         ends = meta["pap_end"]
         assert len(ends) == n and ends == sorted(ends) and 0 <= ends[0] and ends[-1] <= len(t["token_ids"])
         assert torch.isfinite(t["video_latents"]).all()
-    # deterministic, and 2 worker processes write the same shards
+    # 2 worker processes (one thread each) write the same shards, up to the float rounding of other thread counts
     again = encode_shards(tmp_path / "st", tmp_path / "lat2", model, progress=False, workers=2)
     assert again["shards"] == summary["shards"] and again["clips"] == 3
     got = [x for names in again["shards"].values() for name in names for x in read_latent_shard(tmp_path / "lat2" / name)]
     assert len(got) == len(items)
     for (k1, t1, _), (k2, t2, _) in zip(items, got):
-        assert k1 == k2 and all(torch.equal(t1[k].nan_to_num(-1), t2[k].nan_to_num(-1)) for k in t1)
+        assert k1 == k2 and set(t1) == set(t2)
+        assert all(torch.allclose(t1[k].nan_to_num(-1), t2[k].nan_to_num(-1), atol=1e-4, rtol=1e-4) for k in t1)
+        assert torch.equal(t1["token_ids"], t2["token_ids"])
     assert not [p for p in (tmp_path / "lat2").iterdir() if p.name.startswith(".")]  # no partial shard left
 
 
