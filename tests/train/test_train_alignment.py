@@ -104,3 +104,28 @@ def test_validation_reports_the_text_gap(latents):
     with torch.no_grad():
         out = make_val_fn(ds, 4, stage=2, batch_size=4)(model, 0)
     assert np.isfinite(out["text_gap"]) and out["text_gap"] != 0.0
+
+
+def test_alignment_reads_the_noisy_tail(latents, monkeypatch):
+    """The aid is computed on the LM's states at the noisy audio (what c_a is made from at inference), not at
+    the clean audio the pointer reads: the states it gets equal the noisy tail's, and differ with t."""
+    import streamchar.train.pretrain as pretrain_module
+    from streamchar.diffusion import flow
+
+    ds = _dataset(latents)
+    pipe = StreamChar.from_config(tiny(), seed=0)
+    model = build_trainable(PretrainConfig(align_weight=0.5, data="x"), pipe).eval()
+    batch = collate([ds.sample(i, np.random.default_rng(i)) for i in range(2)])
+    seen = []
+    real = pretrain_module.frame_token_loss
+    monkeypatch.setattr(pretrain_module, "frame_token_loss", lambda h, e, y: (seen.append(h), real(h, e, y))[1])
+    g = torch.Generator().manual_seed(0)
+    t = torch.tensor([0.9, 0.9])
+    eps_v, eps_a = torch.randn(batch["video"].shape, generator=g), torch.randn(batch["audio"].shape, generator=g)
+    with torch.no_grad():
+        model(batch, t, eps_v, eps_a)
+        model(batch, torch.tensor([0.2, 0.2]), eps_v, eps_a)
+        _, noisy, _, _ = pipe.orchestrator.forward_full(batch["record"].orchestrator, flow.noisy(batch["audio"], eps_a, t), t)
+    assert seen[0].shape[-1] == pipe.cfg.orchestrator.hidden_size
+    torch.testing.assert_close(seen[0], noisy, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(seen[0], seen[1], atol=1e-3)  # another noise level, other states

@@ -180,8 +180,8 @@ class StreamCharTrainable(nn.Module):
 
         # Orchestrator: c_a of the noisy audio and, for the pointer, the clean audio at t = 0 (as inference),
         # two tails on one prefix pass.
-        (c_a, hidden_a), (_, hidden0), transcript, tmask = self.orchestrator.forward_tails(
-            rec.orchestrator, [(x_a, t), (z_a, torch.zeros_like(t))])
+        (c_a, _), (hidden_a, hidden0), transcript, tmask = self.orchestrator.forward_tails(
+            rec.orchestrator, [(x_a, t), (z_a, torch.zeros_like(t))])  # per tail: c_a list, hidden list
         c_a = c_a * rec.keep_audio_condition.to(c_a.dtype)[:, None, None]  # (B, 33, dim); 0 where dropped
         ptr = self.orchestrator.pap(hidden0, transcript, tmask)
         target = batch["pap_target"]  # (B,)
