@@ -320,10 +320,7 @@ def cmd_train_distill_dmd(args) -> int:
     cfg = DMDConfig.from_yaml(resolve_config(args.config or "distill_dmd_tiny"))
     if args.init is not None:
         cfg.init = str(_model_folder(args.init))
-    cfg = _train_overrides(cfg, args)
-    report = run_distill_dmd(cfg)
-    print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
-    return 0
+    return _print_report(run_distill_dmd(_train_overrides(cfg, args)))
 
 
 def cmd_train_distill_rollout(args) -> int:
@@ -334,14 +331,9 @@ def cmd_train_distill_rollout(args) -> int:
         cfg.init = str(_model_folder(args.init))
     if args.teacher is not None:
         cfg.teacher = str(_model_folder(args.teacher))
-    if args.no_sink:
-        cfg.sink = False
-    if args.one_chunk:
-        cfg.one_chunk = True
-    cfg = _train_overrides(cfg, args)
-    report = run_distill_rollout(cfg)
-    print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
-    return 0
+    cfg.sink = False if args.no_sink else cfg.sink
+    cfg.one_chunk = cfg.one_chunk or args.one_chunk
+    return _print_report(run_distill_rollout(_train_overrides(cfg, args)))
 
 
 def cmd_train_pretrain(args) -> int:
@@ -352,8 +344,11 @@ def cmd_train_pretrain(args) -> int:
         cfg.stage = args.stage
     if args.init is not None:
         cfg.init = str(input_folder(args.init, "--init"))
-    cfg = _train_overrides(cfg, args)
-    report = run_pretrain(cfg)
+    return _print_report(run_pretrain(_train_overrides(cfg, args)))
+
+
+def _print_report(report: dict) -> int:
+    """A training command's summary as JSON on stdout (the loss curve is in metrics.jsonl)."""
     print(json.dumps({k: v for k, v in report.items() if k != "losses"}, indent=2, default=str))
     return 0
 

@@ -152,7 +152,7 @@ class ScoreModels(nn.Module):
         """The student's sample (z_v, z_a) (with its graph when `train_student`) scored under records `rec`
         (conditional) and `uncond` (the guidance pass): loss_dmd (student), loss_fake (fake score).
         g: one Generator per sample (its draws do not depend on the batch it is in)."""
-        B, dev = z_a.shape[0], z_a.device
+        dev = z_a.device
         u = torch.cat([torch.rand(1, generator=r, device=dev) for r in g])
         t = flow.shift_sigma(u * (self.t_range[1] - self.t_range[0]) + self.t_range[0], self.shift)
         xt_v, _ = renoise(z_v.detach(), t, g)
@@ -259,11 +259,8 @@ def make_val_fn(dataset, n: int, seed: int = 1234, batch_size: int = 8):
 
 def run_distill_dmd(cfg: DMDConfig) -> dict:
     """Build the three models and the data; resume; fit; write <out_dir>/final (the student). -> a summary."""
-    import dataclasses
-
     from streamchar.train.engine import Trainer
     from streamchar.train.latent_data import LatentLoader
-    from streamchar.train.pretrain import export_pipeline
 
     cfg.validate()
     distributed.init_distributed()
@@ -279,6 +276,17 @@ def run_distill_dmd(cfg: DMDConfig) -> dict:
         val_ds.uncond_record = True
         val_fn = make_val_fn(val_ds, cfg.val_samples, batch_size=cfg.batch_size)
     trainer = Trainer(model, dmd_step, loader, cfg.train, blocks=model.blocks, val_fn=val_fn)
+    return {"stage": "dmd", **fit_student(trainer, cfg, pipe), "guidance": list(model.guidance),
+            "ema": trainer.ema is not None}
+
+
+def fit_student(trainer, cfg, pipe, **stream) -> dict:
+    """Resume, fit, and export the student to <out_dir>/final with `stream.sampler: student` (and the
+    `stream` settings given) in its config. Both distillation stages end here. -> the run's summary."""
+    import dataclasses
+
+    from streamchar.train.pretrain import export_pipeline
+
     start = trainer.resume()
     out_dir = Path(cfg.train.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -286,8 +294,7 @@ def run_distill_dmd(cfg: DMDConfig) -> dict:
         cfg.to_yaml(out_dir / "distill_config.yaml")
     losses = trainer.fit()
     student_cfg = copy.deepcopy(pipe.cfg)
-    student_cfg.stream = dataclasses.replace(student_cfg.stream, sampler="student")
+    student_cfg.stream = dataclasses.replace(student_cfg.stream, sampler="student", **stream)
     final = out_dir / "final"
     export_pipeline(trainer, pipe, final, prefix="student.", model_cfg=student_cfg)
-    return {"stage": "dmd", "start_step": start, "steps": trainer.step, "losses": losses, "final": str(final),
-            "guidance": list(model.guidance), "ema": trainer.ema is not None}
+    return {"start_step": start, "steps": trainer.step, "losses": losses, "final": str(final)}

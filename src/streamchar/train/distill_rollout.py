@@ -26,10 +26,8 @@ Ablations (§5.5): `sink: false` in the student's stream config (no sink chunk, 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,7 +39,8 @@ from streamchar.streaming.record import StreamInputs, StreamState, advance, chun
 from streamchar.streaming.record import collate as collate_records
 from streamchar.train import distributed
 from streamchar.train.data import ResumableLoader
-from streamchar.train.distill_dmd import DMDConfig, Joint, ScoreModels, exit_step_of, sample_generators
+from streamchar.train.distill_dmd import (DMDConfig, Joint, ScoreModels, exit_step_of, fit_student,
+                                          sample_generators)
 from streamchar.train.pretrain import build_datasets, build_pipeline, check_codecs
 
 
@@ -211,7 +210,6 @@ def run_distill_rollout(cfg: RolloutConfig) -> dict:
     """Build the student (init), the teacher and the data; resume; fit; write <out_dir>/final. -> a summary."""
     from streamchar.pipeline import StreamChar
     from streamchar.train.engine import Trainer
-    from streamchar.train.pretrain import export_pipeline
 
     cfg.validate()
     distributed.init_distributed()
@@ -224,17 +222,7 @@ def run_distill_rollout(cfg: RolloutConfig) -> dict:
     clips = RolloutClips(build_datasets(cfg, pipe, cfg.train_split, train=True), K)
     loader = RolloutLoader(clips, batch_size=cfg.batch_size, seed=cfg.train.seed)
     trainer = Trainer(model, rollout_step, loader, cfg.train, blocks=model.blocks)
-    start = trainer.resume()
-    out_dir = Path(cfg.train.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if distributed.is_main():
-        cfg.to_yaml(out_dir / "distill_config.yaml")
-    losses = trainer.fit()
-    student_cfg = copy.deepcopy(pipe.cfg)
-    student_cfg.stream = dataclasses.replace(student_cfg.stream, sampler="student", sink=model.sink)
-    final = out_dir / "final"
-    export_pipeline(trainer, pipe, final, prefix="student.", model_cfg=student_cfg)
-    return {"stage": "rollout", "start_step": start, "steps": trainer.step, "losses": losses, "final": str(final),
+    return {"stage": "rollout", **fit_student(trainer, cfg, pipe, sink=model.sink),
             "rollout": {"chunks": K, "window": model.window, "grad_chunks": model.grad_chunks, "sink": model.sink},
             "guidance": list(model.guidance)}
 
