@@ -80,6 +80,7 @@ class YamlConfig:
 VIDEO_ARCHS = ("tiny", "wan")
 AUDIO_ARCHS = ("tiny", "oobleck")
 TEXT_FRONTENDS = ("text", "phonemes")
+LM_POSITIONS = ("sequence", "timeline")
 SAMPLERS = ("teacher", "student")
 
 
@@ -141,6 +142,11 @@ class OrchestratorConfig:
     # how the transcript reaches the LM: 'text' (its tokenizer, the paper's) | 'phonemes' (espeak-ng phonemes
     # first, codecs/phonemes.py: ours, for an LM too small to learn English spelling; the `tiny` default)
     text_frontend: str = "phonemes"
+    # the LM's RoPE positions over the packed sequence (models/orchestrator.py): 'sequence' (0, 1, 2, ...: the
+    # paper's, a pretrained LM's own) | 'timeline' (ours, `tiny`: audio at its time, each transcript token where
+    # the pointer expects it to be spoken, `timeline_rate` audio latents per token after the spoken endpoint)
+    positions: str = "timeline"
+    timeline_rate: float = 1.83  # audio latents per transcript token (SynthTalk phonemes: 18 per 33 latents)
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -148,7 +154,7 @@ class OrchestratorConfig:
     intermediate_size: int = 256
     vocab_size: int = 1024
     max_position_embeddings: int = 4096
-    rope_theta: float = 1_000_000.0
+    rope_theta: float = 10_000.0  # `tiny`: RoPE frequencies spread over the 1-600 positions of a timeline
     rms_norm_eps: float = 1e-6
     freq_dim: int = 256  # sinusoidal width of the timestep embedding in E_cond
 
@@ -279,6 +285,10 @@ class StreamCharConfig(YamlConfig):
             bad("stream.student_timesteps", f"must be decreasing, got {s.student_timesteps}")
         if o.text_frontend not in TEXT_FRONTENDS:
             bad("orchestrator.text_frontend", f"unknown value {o.text_frontend!r}; choose from {list(TEXT_FRONTENDS)}")
+        if o.positions not in LM_POSITIONS:
+            bad("orchestrator.positions", f"unknown value {o.positions!r}; choose from {list(LM_POSITIONS)}")
+        if not o.timeline_rate > 0:
+            bad("orchestrator.timeline_rate", f"must be > 0 audio latents per token, got {o.timeline_rate}")
         if s.sampler not in SAMPLERS:
             bad("stream.sampler", f"unknown value {s.sampler!r}; choose from {list(SAMPLERS)}")
         return self
@@ -360,6 +370,7 @@ def paper() -> StreamCharConfig:
                       audio_encoder_layers=2, audio_decoder_layers=2),
         orchestrator=OrchestratorConfig(hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2,
                                         intermediate_size=11008, vocab_size=151936, text_frontend="text",
+                                        positions="sequence",
                                         max_position_embeddings=32768, rope_theta=1_000_000.0),
         pap=PAPConfig(dim=256),
         # Wan2.2-TI2V's sampling guidance (5.0) for video; audio unguided until a paper-scale teacher is

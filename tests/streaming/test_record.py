@@ -149,3 +149,27 @@ def test_without_the_sink_training_and_streaming_still_agree(model, monkeypatch,
     assert all(r.sink is None for r in streamed) and all(r.motion is not None for r in streamed[1:])
     for k, rec in enumerate(streamed):
         assert_same(ds.sample(k, np.random.default_rng(0))["record"], rec, f"chunk {k}")
+
+
+def test_pointer_error_moves_the_anchor_in_training_only(model, dataset):
+    """pointer_error: a training chunk's spoken endpoint (E_txt's start and its timeline anchor) carries the
+    pointer's error; chunk 0 (nothing spoken) and validation keep the truth."""
+    tok, L = model.tokenizer, model.cfg.stream.text_lookback
+    kw = dict(prompt=dataset.prompt, null_prompt_ids=prompt_ids(tok, ""), history_frames=model.cfg.history_frames,
+              ref_audio_prob=0.0, text_lookback=(L, L), pointer_error=2.0)
+    noisy, val = LatentChunks(dataset.folder, "train", train=True, **kw), LatentChunks(dataset.folder, "train", train=False, **kw)
+    moved = []
+    for i, (c, k) in enumerate(noisy.items):
+        true = float(max(noisy.clips[c]["pap_end"][:k], default=0))
+        for ds, exact in ((noisy, k == 0), (val, True)):
+            rec = ds.sample(i, np.random.default_rng(i))["record"]
+            spoken = float(rec.orchestrator.spoken[0]) + float(rec.text_offset[0])
+            if exact:
+                assert spoken == true, (ds.train, c, k)
+            else:
+                moved.append(abs(spoken - true))
+        again = noisy.sample(i, np.random.default_rng(i))["record"]
+        assert_same(again, noisy.sample(i, np.random.default_rng(i))["record"], f"item {i}")
+    assert moved and max(moved) > 0.5
+    with pytest.raises(Exception, match="pointer_error"):
+        LatentChunks(dataset.folder, "train", **{**kw, "pointer_error": -1.0})

@@ -14,6 +14,14 @@ The prefix (e_ref, E_txt, e_hist) does not depend on the denoise step, so `encod
 chunk and keeps its keys and values; `condition` then runs only the 33 E_cond tokens per step on top of
 that cache. `forward_full` recomputes the whole sequence (training, and the reference for tests).
 
+Positions (`orchestrator.positions`): 'sequence' numbers the packed tokens 0, 1, 2, ... as a pretrained LM
+expects (the paper's). 'timeline' (ours, `tiny`) places them in audio-latent time, with E_cond's first frame
+at 0: history latent m of H at m - H, transcript token k at (k - s) x `timeline_rate` where s is the number of
+E_txt tokens the pointer says were spoken before the chunk (so the next word sits at the chunk's start and
+each later token where an average speaker reaches it), the prompt and the reference voice before all of it
+(then the row is shifted to start at 0). A small LM then finds the text a frame speaks by RoPE distance
+instead of learning to count through a variable-length prefix. Causality stays by sequence order.
+
 Batches: B samples' prefixes differ in length (reference voice, transcript left, history), so `pack`
 left-pads them to the longest with an attention mask and per-row positions that start at each row's first
 real token; a padded row computes exactly what it computes alone. Without padding no mask is passed.
@@ -60,6 +68,9 @@ class OrchestratorInputs:
     transcript_start: torch.Tensor  # (B,)
     history: torch.Tensor  # (B, T_hist, C_a) generated audio latents, <= 15 s
     hist_len: torch.Tensor  # (B,)
+    spoken: torch.Tensor  # (B,) float: transcript tokens of E_txt spoken before the chunk (timeline positions)
+
+    FIELDS = ("ref_audio", "ref_len", "text_ids", "text_len", "transcript_start", "history", "hist_len", "spoken")
 
     @property
     def batch_size(self) -> int:
@@ -78,7 +89,7 @@ class OrchestratorInputs:
             return torch.full((B,), n, dtype=torch.int64, device=text_ids.device)
 
         return cls(ref_audio, full(ref_audio.shape[1]), text_ids, full(text_ids.shape[1]), full(transcript_start),
-                   history, full(history.shape[1]))
+                   history, full(history.shape[1]), torch.zeros(B, device=text_ids.device))
 
 
 @dataclass
@@ -90,6 +101,8 @@ class Packed:
     lengths: torch.Tensor  # (B,) real prefix length
     transcript_index: torch.Tensor  # (B, N) positions of the transcript tokens in the padded sequence
     transcript_mask: torch.Tensor | None  # (B, N) True = real transcript token; None when all have N
+    positions: torch.Tensor | None  # (B, L) RoPE positions; None: 0..L-1 (sequence positions, no padding)
+    cond_start: torch.Tensor  # (B,) the position of the first E_cond token
 
 
 @dataclass
@@ -99,6 +112,7 @@ class Prefix:
     kv: list  # per LM layer: (k, v), (B, kv_heads, L_prefix, D)
     mask: torch.Tensor | None  # (B, L_prefix) padding mask, None without padding
     lengths: torch.Tensor  # (B,)
+    cond_start: torch.Tensor  # (B,) the position of the first E_cond token
     transcript: torch.Tensor  # (B, N, hidden) final-layer states of the transcript tokens
     transcript_mask: torch.Tensor | None  # (B, N)
 
@@ -151,7 +165,28 @@ class Orchestrator(nn.Module):
         equal = bool((pad == 0).all())
         mask = None if equal else (torch.arange(L, device=embeds.device) >= pad[:, None]).long()
         tmask = None if bool((count == N).all()) else ar[None] < count[:, None]
-        return Packed(embeds, mask, lengths, index, tmask)
+        if self.cfg.positions == "timeline":
+            positions, cond_start = self.timeline_positions(inp, L)
+        else:
+            positions, cond_start = self._positions(mask), lengths
+        return Packed(embeds, mask, lengths, index, tmask, positions, cond_start)
+
+    def timeline_positions(self, inp: OrchestratorInputs, L: int):
+        """Timeline positions of the left-padded prefixes (module docstring) -> (B, L) int64 (0 on padding),
+        and (B,) the position of E_cond's first frame."""
+        rate, dev = self.cfg.timeline_rate, inp.text_ids.device
+        rows, starts = [], []
+        for i in range(inp.batch_size):
+            R, P, H = int(inp.ref_len[i]), int(inp.transcript_start[i]), int(inp.hist_len[i])
+            n = int(inp.text_len[i]) - P
+            hist = torch.arange(-H, 0, device=dev)  # E_cond's first frame at 0
+            words = torch.round((torch.arange(n, device=dev) - inp.spoken[i].float()) * rate).long()
+            first = min(-H, int(words[0])) if n else -H
+            before = torch.arange(first - P - R, first, device=dev)  # reference voice, then prompt
+            row = torch.cat([before, words, hist]) - (first - P - R)  # shifted to start at 0
+            rows.append(F.pad(row, (L - row.shape[0], 0)))
+            starts.append(-(first - P - R))
+        return torch.stack(rows), torch.tensor(starts, device=dev)
 
     def cond_embeds(self, x_a, t):
         """E_cond(x_t^a, t): (B, T_a, C_a) noisy audio latents + timestep (B,) in [0, 1] -> (B, T_a, hidden)."""
@@ -173,11 +208,10 @@ class Orchestrator(nn.Module):
     def encode_prefix(self, inp: OrchestratorInputs) -> Prefix:
         """Run [e_ref | E_txt | e_hist] once per chunk; keep its KV cache and the transcript states."""
         p = self.pack(inp)
-        out = self.lm(inputs_embeds=p.embeds, attention_mask=p.mask, position_ids=self._positions(p.mask),
-                      use_cache=True)
+        out = self.lm(inputs_embeds=p.embeds, attention_mask=p.mask, position_ids=p.positions, use_cache=True)
         cache = out.cache if self._cache_kwarg == "cache" else out.past_key_values
         kv = [(layer.keys, layer.values) for layer in cache.layers]
-        return Prefix(kv=kv, mask=p.mask, lengths=p.lengths,
+        return Prefix(kv=kv, mask=p.mask, lengths=p.lengths, cond_start=p.cond_start,
                       transcript=self._gather(out.last_hidden_state, p.transcript_index),
                       transcript_mask=p.transcript_mask)
 
@@ -191,7 +225,8 @@ class Orchestrator(nn.Module):
         mask = positions = None
         if prefix.mask is not None:
             mask = torch.cat([prefix.mask, prefix.mask.new_ones(prefix.mask.shape[0], T)], 1)
-            positions = prefix.lengths[:, None] + torch.arange(T, device=x_a.device)
+        if prefix.mask is not None or self.cfg.positions == "timeline":
+            positions = prefix.cond_start[:, None] + torch.arange(T, device=x_a.device)
         kwargs = {self._cache_kwarg: cache}
         hidden = self.lm(inputs_embeds=self.cond_embeds(x_a, t), attention_mask=mask, position_ids=positions,
                          use_cache=True, **kwargs).last_hidden_state
@@ -223,7 +258,9 @@ class Orchestrator(nn.Module):
         n, dev = L + len(tails) * T, p.embeds.device
         embeds = torch.cat([p.embeds] + [self.cond_embeds(x, t) for x, t in tails], 1)
         mask = positions = None
-        if len(tails) > 1 or p.mask is not None:
+        # a mask whenever positions are passed: without one, transformers reads non-increasing positions as
+        # packed documents and would cut the attention at them
+        if len(tails) > 1 or p.mask is not None or p.positions is not None:
             idx = torch.arange(n, device=dev)
             block = torch.where(idx < L, -1, (idx - L) // T)  # -1: prefix, j: tail j
             allow = (idx[None, :] <= idx[:, None]) & ((block[None, :] == -1) | (block[None, :] == block[:, None]))
@@ -232,8 +269,8 @@ class Orchestrator(nn.Module):
                 keys = torch.cat([p.mask.bool(), p.mask.new_ones(B, n - L, dtype=torch.bool)], 1)
                 allow = (allow & keys[:, None, :]) | torch.eye(n, dtype=torch.bool, device=dev)[None]
             mask = allow[:, None]  # (B, 1, n, n)
-            prefix_pos = self._positions(p.mask) if p.mask is not None else torch.arange(L, device=dev)[None].expand(B, L)
-            tail_pos = p.lengths[:, None] + torch.arange(T, device=dev)
+            prefix_pos = p.positions if p.positions is not None else torch.arange(L, device=dev)[None].expand(B, L)
+            tail_pos = p.cond_start[:, None] + torch.arange(T, device=dev)
             positions = torch.cat([prefix_pos] + [tail_pos] * len(tails), 1)
         out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False)
         states = out.last_hidden_state

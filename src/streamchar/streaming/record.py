@@ -6,7 +6,8 @@ transcript has left E_txt). `chunk_record(inputs, state)` turns the two into the
 chunk (`ChunkRecord`):
 
     orchestrator   [e_ref | E_txt | e_hist]: reference-voice latents, prompt ids + separator + the transcript
-                   from `text_offset` on, the history latents                       (an `OrchestratorInputs`)
+                   from `text_offset` on, the history latents, and how many E_txt tokens were spoken
+                   (`spoken - text_offset`: the timeline positions' anchor)        (an `OrchestratorInputs`)
     DiT            prompt context, condition frames: reference (t0 = layout), sink and motion (chunk >= 1)
     guidance       which conditions this row drops (prompt, reference frame, audio condition c_a)
 
@@ -94,12 +95,14 @@ def advance(state: StreamState, z_v: torch.Tensor | None, z_a: torch.Tensor, spo
 
 
 def clip_state(video_latents: torch.Tensor | None, audio_latents: torch.Tensor, pap_end: list[int], k: int, *,
-               history_frames: int, text_lookback: int | None = None, sink: bool = True) -> StreamState:
+               history_frames: int, text_lookback: int | None = None, sink: bool = True,
+               pointer_error: float = 0.0) -> StreamState:
     """The state a stream has before chunk k of a clip when it generated the clip's true latents and its
     pointer read the true endpoints: what `advance` leaves after chunks 0..k-1, by slicing.
 
     video_latents: (n, C, K, h, w) or None; audio_latents: (n * T_a, C_a); pap_end[j]: transcript tokens
-    spoken by the end of chunk j."""
+    spoken by the end of chunk j; pointer_error: tokens added to the last endpoint (training draws the
+    pointer's error at inference, so the model learns not to trust it blindly)."""
     n = len(pap_end)
     A = audio_latents.shape[0] // n
     state = StreamState(index=k)
@@ -109,7 +112,7 @@ def clip_state(video_latents: torch.Tensor | None, audio_latents: torch.Tensor, 
         state.motion, state.sink = video_latents[k - 1], video_latents[0] if sink else None
     start = max(0, k * A - history_frames)  # the window [start, k A)
     state.history = audio_latents[start:k * A]
-    state.spoken = float(max(pap_end[:k]))
+    state.spoken = max(0.0, float(max(pap_end[:k])) + pointer_error)
     gone = [j for j in range(k) if (j + 1) * A <= start]  # chunks whose audio has left the window
     if gone:
         state.text_offset = int(max(pap_end[j] for j in gone))
@@ -158,8 +161,7 @@ class ChunkRecord:
             return x.to(device) if isinstance(x, torch.Tensor) else x
 
         o = self.orchestrator
-        orch = OrchestratorInputs(*(move(getattr(o, f)) for f in ("ref_audio", "ref_len", "text_ids", "text_len",
-                                                                  "transcript_start", "history", "hist_len")))
+        orch = OrchestratorInputs(*(move(getattr(o, f)) for f in OrchestratorInputs.FIELDS))
         return ChunkRecord(orch, move(self.context), move(self.reference), move(self.sink), move(self.motion),
                            move(self.has_motion), move(self.keep_audio_condition), move(self.text_offset))
 
@@ -182,7 +184,8 @@ def chunk_record(inputs: StreamInputs, state: StreamState, *, drop_prompt: bool 
     hist, hist_len = latents(state.history)
     orch = OrchestratorInputs(ref_audio=ref, ref_len=torch.tensor([ref_len]), text_ids=text[None],
                               text_len=torch.tensor([text.shape[0]]), transcript_start=torch.tensor([len(prompt)]),
-                              history=hist, hist_len=torch.tensor([hist_len]))
+                              history=hist, hist_len=torch.tensor([hist_len]),
+                              spoken=torch.tensor([max(0.0, state.spoken - offset)]))
     context = torch.zeros_like(inputs.context) if drop_prompt else inputs.context
     reference = None
     if inputs.reference is not None:
@@ -213,7 +216,8 @@ def collate(records: list[ChunkRecord]) -> ChunkRecord:
         ref_audio=_pad_stack([o.ref_audio for o in os_]), ref_len=torch.cat([o.ref_len for o in os_]),
         text_ids=_pad_stack([o.text_ids[..., None] for o in os_])[..., 0],
         text_len=torch.cat([o.text_len for o in os_]), transcript_start=torch.cat([o.transcript_start for o in os_]),
-        history=_pad_stack([o.history for o in os_]), hist_len=torch.cat([o.hist_len for o in os_]))
+        history=_pad_stack([o.history for o in os_]), hist_len=torch.cat([o.hist_len for o in os_]),
+        spoken=torch.cat([o.spoken for o in os_]))
     if any((r.reference is None) != (records[0].reference is None) for r in records):
         raise ValueError("collate: some records have a reference frame and some do not (mixed stages)")
     reference = torch.cat([r.reference for r in records]) if records[0].reference is not None else None

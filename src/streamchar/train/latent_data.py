@@ -59,12 +59,14 @@ class LatentChunks:
                  cond_dropout: float = 0.05, ref_audio_prob: float = 0.5,
                  ref_audio_seconds: tuple[float, float] = (1.0, 15.0), audio_rate: float = 24.0,
                  train: bool = True, seed: int = 0, frame_tokens: FrameTokensFn | None = None,
-                 text_lookback: tuple[int, int] | None = None, uncond_record: bool = False, sink: bool = True):
+                 text_lookback: tuple[int, int] | None = None, uncond_record: bool = False, sink: bool = True,
+                 pointer_error: float = 0.0):
         """prompt: a clip's prompt (see PromptFn); null_prompt_ids: the orchestrator's ids for no prompt;
         frame_tokens: each sample then carries its chunk's frame-token targets (train/alignment.py);
         text_lookback: (lo, hi): E_txt starts L tokens before the spoken endpoint, L uniform in [lo, hi] per
         sample (streaming/record.py; the spread covers the pointer's error at inference); None: the window
-        rule."""
+        rule; pointer_error: std (tokens) of noise on the spoken endpoint a chunk's record is built from (the
+        pointer's error at inference; training only)."""
         folder = Path(folder)
         index_file = folder / "index.json"
         if not index_file.is_file():
@@ -91,6 +93,9 @@ class LatentChunks:
         self.text_lookback = text_lookback
         self.uncond_record = uncond_record  # samples also carry the guidance pass's record (distillation)
         self.sink = sink  # False: no sink chunk in the records (the model's stream.sink)
+        if not pointer_error >= 0:
+            raise StreamCharError(f"pointer_error must be >= 0 tokens, got {pointer_error}")
+        self.pointer_error = pointer_error if train else 0.0
 
         self.clips = []  # per clip: dict of tensors + key + pap_end + meta
         for name in index["shards"][split]:
@@ -161,8 +166,9 @@ class LatentChunks:
                               audio_channels=clip["audio_latents"].shape[-1])
         lookback = None if self.text_lookback is None else int(rng.integers(self.text_lookback[0],
                                                                              self.text_lookback[1] + 1))
+        error = float(rng.normal(0.0, self.pointer_error)) if self.pointer_error > 0 and k > 0 else 0.0
         state = clip_state(video, clip["audio_latents"], ends, k, history_frames=self.history_frames,
-                           text_lookback=lookback, sink=self.sink)
+                           text_lookback=lookback, sink=self.sink, pointer_error=error)
         record = chunk_record(inputs, state, drop_prompt=drop[0], drop_reference=drop[1] and video is not None,
                               drop_audio_condition=drop[2])
         extra = {}

@@ -79,6 +79,9 @@ class PretrainConfig(YamlConfig):
     # E_txt's lookback per sample, uniform in [min, max] tokens, when the model's stream.text_lookback is set;
     # None: [0, 2 x stream.text_lookback] (it covers the pointer's error at inference). Unused by the window rule.
     text_lookback_range: tuple[int, int] | None = None
+    # std (tokens) of noise on the spoken endpoint each training record is built from: the pointer's error at
+    # inference, which sets E_txt's start and (timeline positions) where the LM expects the next word
+    pointer_error: float = 0.0
     pap_weight: float = 0.1  # not given in the paper
     align_weight: float = 0.0  # frame-token alignment loss (ours, not the paper's: train/alignment.py); 0 = off
     audio_weight: float = 1.0
@@ -99,7 +102,8 @@ class PretrainConfig(YamlConfig):
         for name in ("uncond_prob", "cond_dropout", "ref_audio_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, f"must be in [0, 1], got {getattr(self, name)}")
-        for name in ("pap_weight", "align_weight", "audio_weight", "val_samples", "sample_every", "model_seed"):
+        for name in ("pointer_error", "pap_weight", "align_weight", "audio_weight", "val_samples", "sample_every",
+                     "model_seed"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         if not self.shift > 0:
@@ -363,7 +367,8 @@ def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> Latent
                         audio_only=cfg.stage == 1, uncond_prob=cfg.uncond_prob, cond_dropout=cfg.cond_dropout,
                         ref_audio_prob=cfg.ref_audio_prob, ref_audio_seconds=tuple(cfg.ref_audio_seconds),
                         audio_rate=mc.audio_latent_rate, train=train, seed=cfg.train.seed, frame_tokens=align,
-                        text_lookback=lookback if train else (None if L is None else (L, L)), sink=mc.stream.sink)
+                        text_lookback=lookback if train else (None if L is None else (L, L)), sink=mc.stream.sink,
+                        pointer_error=cfg.pointer_error)
 
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
