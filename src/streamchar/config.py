@@ -143,10 +143,10 @@ class OrchestratorConfig:
     # first, codecs/phonemes.py: ours, for an LM too small to learn English spelling; the `tiny` default)
     text_frontend: str = "phonemes"
     # the LM's RoPE positions over the packed sequence (models/orchestrator.py): 'sequence' (0, 1, 2, ...: the
-    # paper's, a pretrained LM's own) | 'timeline' (ours, `tiny`: audio at its time, each transcript token where
-    # the pointer expects it to be spoken, `timeline_rate` audio latents per token after the spoken endpoint)
+    # paper's, a pretrained LM's own) | 'timeline' (ours, `tiny`: audio at its time, each transcript token at the
+    # latent where it is spoken: the clip's timings in training, a plan of mean durations when streaming)
     positions: str = "timeline"
-    timeline_rate: float = 1.83  # audio latents per transcript token (SynthTalk phonemes: 18 per 33 latents)
+    timeline_rate: float = 1.83  # latents per token of a type pretraining has not measured (SynthTalk: 18 / 33)
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4

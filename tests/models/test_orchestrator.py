@@ -20,12 +20,13 @@ def build(positions="timeline"):
     return Orchestrator.from_config(cfg).eval()
 
 
-def inputs(b=1, hist=66, ref=24, text=30, start=6, seed=3, spoken=0.0):
+def inputs(b=1, hist=66, ref=24, text=30, start=6, seed=3, lag=0.0):
     g = torch.Generator().manual_seed(seed)
     x = OrchestratorInputs.unpadded(torch.randn(b, ref, C_A, generator=g) if ref else None,
                                     torch.randint(0, 1000, (b, text), generator=g), start,
                                     torch.randn(b, hist, C_A, generator=g) if hist else None, C_A)
-    return replace(x, spoken=torch.full((b,), float(spoken)))
+    n = text - start  # the transcript on a timeline: 2 latents per token, the first `lag` latents back
+    return replace(x, text_positions=(torch.arange(n) * 2.0 - lag).expand(b, n).clone())
 
 
 def replace(x: OrchestratorInputs, **kw) -> OrchestratorInputs:
@@ -45,7 +46,7 @@ def test_shapes_and_transcript_span():
 @pytest.mark.parametrize("positions", POSITIONS)
 def test_cached_prefix_equals_recomputation(positions):
     o = build(positions)
-    for kw in (inputs(spoken=3.5), inputs(hist=0, ref=0)):  # first chunk: no history, no reference voice
+    for kw in (inputs(lag=7.5), inputs(hist=0, ref=0)):  # first chunk: no history, no reference voice
         with torch.no_grad():
             prefix = o.encode_prefix(kw)
             for t in (0.95, 0.5, 0.1):  # one prefix cache serves every denoise step
@@ -105,8 +106,8 @@ def test_ragged_batch_equals_rows_alone(positions):
     """Rows of different reference-voice, transcript, prompt and history lengths, left-padded into one batch,
     give each row's c_a, hidden states, transcript states and pointer as the row alone (cached and full)."""
     o = build(positions)
-    rows = [inputs(ref=24, text=30, hist=66, start=6, seed=1, spoken=5), inputs(ref=0, text=12, hist=0, start=1, seed=2),
-            inputs(ref=40, text=20, hist=33, start=9, seed=4, spoken=2.3)]
+    rows = [inputs(ref=24, text=30, hist=66, start=6, seed=1, lag=10), inputs(ref=0, text=12, hist=0, start=1, seed=2),
+            inputs(ref=40, text=20, hist=33, start=9, seed=4, lag=4.6)]
     batch = collate([record(r) for r in rows]).orchestrator
     x_a, t = torch.randn(3, 33, C_A), torch.tensor([0.9, 0.4, 0.1])
     with torch.no_grad():
@@ -131,7 +132,7 @@ def test_tails_on_one_prefix_equal_separate_passes(positions):
     """forward_tails runs the prefix once for several E_cond tails (the pointer's clean pass in training):
     each tail equals its own full pass, with and without padding."""
     o = build(positions)
-    rows = [inputs(ref=24, text=30, hist=66, seed=1, spoken=4), inputs(ref=0, text=12, hist=0, start=1, seed=2)]
+    rows = [inputs(ref=24, text=30, hist=66, seed=1, lag=8), inputs(ref=0, text=12, hist=0, start=1, seed=2)]
     batch = collate([record(r) for r in rows]).orchestrator
     x1, x2 = torch.randn(2, 33, C_A), torch.randn(2, 33, C_A)
     t1, t2 = torch.tensor([0.7, 0.2]), torch.zeros(2)
@@ -146,26 +147,32 @@ def test_tails_on_one_prefix_equal_separate_passes(positions):
 
 
 def test_timeline_positions_place_audio_and_text_in_time():
-    """History ends right before E_cond, transcript token k sits at (k - spoken) x rate from E_cond's first
-    frame, the prompt and the reference voice come before all of it, and left padding sits at 0."""
-    o, rate = build("timeline"), CFG.orchestrator.timeline_rate
-    rows = [inputs(ref=5, text=10, hist=8, start=2, seed=1, spoken=3), inputs(ref=0, text=4, hist=0, start=1, seed=2)]
-    batch = collate([record(r) for r in rows]).orchestrator
-    p = o.pack(batch)
+    """History ends right before E_cond, each transcript token sits at its text position from E_cond's first
+    frame (rounded), the prompt and the reference voice come before all of it, and left padding sits at 0;
+    without text positions the tokens are planned from the token durations, the first at 0."""
+    o = build("timeline")
+    rows = [inputs(ref=5, text=10, hist=8, start=2, seed=1, lag=6.2), inputs(ref=0, text=4, hist=0, start=1, seed=2)]
+    rows[1] = replace(rows[1], text_positions=None)
+    with torch.no_grad():
+        o.token_durations[rows[1].text_ids[0, 1:]] = torch.tensor([1.0, 2.5, 3.0])
+    batch = collate([record(rows[0]), record(replace(rows[1], text_positions=torch.tensor([[0.0, 1.0, 3.5]])))])
+    p = o.pack(batch.orchestrator)
     pos, c0 = p.positions[0], int(p.cond_start[0])  # row 0 is the longest: no padding
     words = pos[5 + 2:5 + 10] - c0
-    assert words.tolist() == [round((k - 3) * rate) for k in range(8)]
+    assert words.tolist() == [round(k * 2.0 - 6.2) for k in range(8)]
     assert (pos[5 + 10:] - c0).tolist() == list(range(-8, 0))
     assert int(pos[:7].max()) < int(pos[7:].min()) and int(pos.min()) == 0
     pos1, pad = p.positions[1], p.embeds.shape[1] - 4
-    assert pos1[:pad].eq(0).all() and (pos1[pad:] - int(p.cond_start[1])).tolist() == [-1, 0, 2, 4]
+    assert pos1[:pad].eq(0).all() and (pos1[pad:] - int(p.cond_start[1])).tolist() == [-1, 0, 1, 4]
+    planned = o.pack(rows[1])  # no positions: the plan of the durations, 1 + 2.5 -> 0, 1, 4 (3.5 rounds to 4)
+    assert (planned.positions[0] - int(planned.cond_start[0])).tolist() == [-1, 0, 1, 4]
 
 
-def test_spoken_moves_the_text_only_on_a_timeline():
+def test_text_positions_move_the_text_only_on_a_timeline():
     x, x_a, t = inputs(), torch.randn(1, 33, C_A), torch.tensor([0.5])
     with torch.no_grad():
         for positions in POSITIONS:
             o = build(positions)
             base = o.forward_full(x, x_a, t)[0]
-            moved = o.forward_full(replace(x, spoken=torch.tensor([6.0])), x_a, t)[0]
+            moved = o.forward_full(replace(x, text_positions=x.text_positions - 12), x_a, t)[0]
             assert ((moved - base).abs().max() > 1e-4) == (positions == "timeline"), positions

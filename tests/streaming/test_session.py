@@ -149,17 +149,24 @@ def test_live_text_reaches_the_orchestrator_from_the_next_chunk(model):
     what is spoken stays; a stream that ended because its transcript was spoken goes on when text arrives."""
     s = StreamSession(model, text="hello there", ref_image=IMG, max_seconds=100, stop_at_end=False)
     s.step()
-    before = s.transcript
+    before, frames = s.transcript, s.state.frames
     s.append_text("and good morning")
     added = model.tokenizer(" and good morning", add_special_tokens=False)["input_ids"]
     assert s.transcript == before + added and s.text == "hello there and good morning"
     s.step()
     ids = s.last_record.orchestrator.text_ids[0, :int(s.last_record.orchestrator.text_len[0])].tolist()
     assert ids[-len(added):] == added
+    plan, durations = s.inputs.plan, model.orchestrator.token_durations
+    n = len(before)  # the appended words are planned where the old plan ends (or from the next chunk)
+    assert torch.equal(plan[:n], model.orchestrator.plan(torch.tensor(before)))
+    start = max(float(plan[n - 1] + durations[before[-1]]), float(frames))
+    assert torch.allclose(plan[n:], model.orchestrator.plan(torch.tensor(added), start=start))
     s.state.spoken = 2.0  # the pointer says: two tokens are spoken
     s.interrupt("stop, listen")
     new = model.tokenizer(" stop, listen", add_special_tokens=False)["input_ids"]
     assert s.transcript == before[:2] + new and s.text.endswith("stop, listen")
+    assert s.inputs.plan.shape[0] == len(s.transcript) and torch.equal(s.inputs.plan[:2], plan[:2])
+    assert float(s.inputs.plan[2]) == s.state.frames  # the new words from the next chunk on
     assert s.spoken_text() == "hello"  # two phonemes of "hello": the text of the word they are in
     with pytest.raises(StreamCharError, match="empty"):
         s.append_text("   ")

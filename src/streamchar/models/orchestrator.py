@@ -16,11 +16,11 @@ that cache. `forward_full` recomputes the whole sequence (training, and the refe
 
 Positions (`orchestrator.positions`): 'sequence' numbers the packed tokens 0, 1, 2, ... as a pretrained LM
 expects (the paper's). 'timeline' (ours, `tiny`) places them in audio-latent time, with E_cond's first frame
-at 0: history latent m of H at m - H, transcript token k at (k - s) x `timeline_rate` where s is the number of
-E_txt tokens the pointer says were spoken before the chunk (so the next word sits at the chunk's start and
-each later token where an average speaker reaches it), the prompt and the reference voice before all of it
-(then the row is shifted to start at 0). A small LM then finds the text a frame speaks by RoPE distance
-instead of learning to count through a variable-length prefix. Causality stays by sequence order.
+at 0: history latent m of H at m - H, each transcript token at the latent where it is spoken
+(`text_positions`: the clip's timings in training, the stream's plan at inference, models/timeline.py), the
+prompt and the reference voice before all of it (then the row is shifted to start at 0). A small LM then
+finds the text a frame speaks by RoPE distance instead of learning to count through a variable-length
+prefix. Causality stays by sequence order.
 
 Batches: B samples' prefixes differ in length (reference voice, transcript left, history), so `pack`
 left-pads them to the longest with an attention mask and per-row positions that start at each row's first
@@ -42,6 +42,7 @@ from transformers import DynamicCache, Qwen2Config, Qwen2Model
 from streamchar.config import OrchestratorConfig
 from streamchar.models.dit import sinusoidal_embedding
 from streamchar.models.pap import PointerOutput, ProgressAwarePointer
+from streamchar.models.timeline import plan_from_durations
 
 
 def qwen2_config(cfg: OrchestratorConfig) -> Qwen2Config:
@@ -68,9 +69,12 @@ class OrchestratorInputs:
     transcript_start: torch.Tensor  # (B,)
     history: torch.Tensor  # (B, T_hist, C_a) generated audio latents, <= 15 s
     hist_len: torch.Tensor  # (B,)
-    spoken: torch.Tensor  # (B,) float: transcript tokens of E_txt spoken before the chunk (timeline positions)
+    # (B, N) float, zero-padded: each transcript token's latent relative to E_cond's first frame (timeline
+    # positions); None: planned from the token durations, the first token at 0
+    text_positions: torch.Tensor | None = None
 
-    FIELDS = ("ref_audio", "ref_len", "text_ids", "text_len", "transcript_start", "history", "hist_len", "spoken")
+    FIELDS = ("ref_audio", "ref_len", "text_ids", "text_len", "transcript_start", "history", "hist_len",
+              "text_positions")
 
     @property
     def batch_size(self) -> int:
@@ -89,7 +93,7 @@ class OrchestratorInputs:
             return torch.full((B,), n, dtype=torch.int64, device=text_ids.device)
 
         return cls(ref_audio, full(ref_audio.shape[1]), text_ids, full(text_ids.shape[1]), full(transcript_start),
-                   history, full(history.shape[1]), torch.zeros(B, device=text_ids.device))
+                   history, full(history.shape[1]))
 
 
 @dataclass
@@ -130,6 +134,10 @@ class Orchestrator(nn.Module):
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, h), nn.SiLU(), nn.Linear(h, h))  # E_cond: t
         self.ca_proj = nn.Linear(h, dit_dim)  # c_a -> DiT width
         self.pap = ProgressAwarePointer(h, pap_dim)
+        # the timeline plan's mean latents per token type and the silence before the first token
+        # (models/timeline.py); pretraining measures them on its training split
+        self.register_buffer("token_durations", torch.full((self.lm.config.vocab_size,), float(cfg.timeline_rate)))
+        self.register_buffer("lead_in", torch.zeros(()))
         params = inspect.signature(self.lm.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.x renamed it
 
@@ -171,16 +179,24 @@ class Orchestrator(nn.Module):
             positions, cond_start = self._positions(mask), lengths
         return Packed(embeds, mask, lengths, index, tmask, positions, cond_start)
 
+    def plan(self, ids: torch.Tensor, start: float | None = None) -> torch.Tensor:
+        """A stream's timeline plan of transcript ids (N,): each token's start in audio latents, the first at
+        `start` (default: the measured lead-in)."""
+        return plan_from_durations(ids, self.token_durations, float(self.lead_in) if start is None else start)
+
     def timeline_positions(self, inp: OrchestratorInputs, L: int):
         """Timeline positions of the left-padded prefixes (module docstring) -> (B, L) int64 (0 on padding),
         and (B,) the position of E_cond's first frame."""
-        rate, dev = self.cfg.timeline_rate, inp.text_ids.device
+        dev = inp.text_ids.device
         rows, starts = [], []
         for i in range(inp.batch_size):
             R, P, H = int(inp.ref_len[i]), int(inp.transcript_start[i]), int(inp.hist_len[i])
             n = int(inp.text_len[i]) - P
             hist = torch.arange(-H, 0, device=dev)  # E_cond's first frame at 0
-            words = torch.round((torch.arange(n, device=dev) - inp.spoken[i].float()) * rate).long()
+            if inp.text_positions is not None:
+                words = torch.round(inp.text_positions[i, :n].float()).long()
+            else:
+                words = torch.round(self.plan(inp.text_ids[i, P:P + n], start=0.0)).long()
             first = min(-H, int(words[0])) if n else -H
             before = torch.arange(first - P - R, first, device=dev)  # reference voice, then prompt
             row = torch.cat([before, words, hist]) - (first - P - R)  # shifted to start at 0

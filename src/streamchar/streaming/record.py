@@ -6,8 +6,8 @@ transcript has left E_txt). `chunk_record(inputs, state)` turns the two into the
 chunk (`ChunkRecord`):
 
     orchestrator   [e_ref | E_txt | e_hist]: reference-voice latents, prompt ids + separator + the transcript
-                   from `text_offset` on, the history latents, and how many E_txt tokens were spoken
-                   (`spoken - text_offset`: the timeline positions' anchor)        (an `OrchestratorInputs`)
+                   from `text_offset` on, the history latents, and where each E_txt token is spoken
+                   relative to the chunk (the stream's timeline plan)              (an `OrchestratorInputs`)
     DiT            prompt context, condition frames: reference (t0 = layout), sink and motion (chunk >= 1)
     guidance       which conditions this row drops (prompt, reference frame, audio condition c_a)
 
@@ -51,6 +51,9 @@ class StreamInputs:
     transcript: torch.Tensor  # (N,) int64 transcript token ids
     context: torch.Tensor  # (L_ctx, text_dim) the DiT's prompt embeddings (zeros: no prompt)
     audio_channels: int  # C_a (the width of an absent reference voice or history)
+    # (N,) float: where each transcript token starts, in audio latents from the stream's start (models/timeline.py:
+    # the clip's timings in training, the orchestrator's plan when streaming); None: no timeline
+    plan: torch.Tensor | None = None
 
 
 @dataclass
@@ -62,6 +65,7 @@ class HistoryChunk:
 @dataclass
 class StreamState:
     index: int = 0  # chunks generated so far
+    frames: int = 0  # audio latents generated so far (where the next chunk starts on the timeline)
     motion: torch.Tensor | None = None  # (C, K, h, w) the previous chunk's video latents
     sink: torch.Tensor | None = None  # (C, K, h, w) chunk 0's video latents
     history: torch.Tensor | None = None  # (T_h, C_a) the last <= history_frames generated audio latents
@@ -83,7 +87,8 @@ def advance(state: StreamState, z_v: torch.Tensor | None, z_a: torch.Tensor, spo
     state.spoken = max(state.spoken, float(spoken))
     history = z_a if state.history is None else torch.cat([state.history, z_a], 0)
     state.history = history[-history_frames:]
-    end = (state.chunks[-1].end if state.chunks else 0) + z_a.shape[0]
+    state.frames += z_a.shape[0]
+    end = state.frames
     state.chunks.append(HistoryChunk(end, state.spoken))
     start = end - state.history.shape[0]  # absolute index of the window's first latent
     while state.chunks and state.chunks[0].end <= start:
@@ -105,7 +110,7 @@ def clip_state(video_latents: torch.Tensor | None, audio_latents: torch.Tensor, 
     pointer's error at inference, so the model learns not to trust it blindly)."""
     n = len(pap_end)
     A = audio_latents.shape[0] // n
-    state = StreamState(index=k)
+    state = StreamState(index=k, frames=k * A)
     if k == 0:
         return state
     if video_latents is not None:
@@ -171,6 +176,8 @@ def chunk_record(inputs: StreamInputs, state: StreamState, *, drop_prompt: bool 
     """The inputs of the next chunk of a stream (one row). The drops are those of classifier-free guidance:
     training draws them, the teacher sampler's unconditional pass sets all three."""
     N = inputs.transcript.shape[0]
+    if inputs.plan is not None and inputs.plan.shape[0] != N:
+        raise ValueError(f"the timeline plan has {inputs.plan.shape[0]} tokens, the transcript {N}")
     offset = min(state.text_offset, N - 1)
     prompt = inputs.null_prompt_ids if drop_prompt else inputs.prompt_ids
     text = torch.cat([torch.tensor(prompt, dtype=torch.int64, device=inputs.transcript.device),
@@ -185,7 +192,7 @@ def chunk_record(inputs: StreamInputs, state: StreamState, *, drop_prompt: bool 
     orch = OrchestratorInputs(ref_audio=ref, ref_len=torch.tensor([ref_len]), text_ids=text[None],
                               text_len=torch.tensor([text.shape[0]]), transcript_start=torch.tensor([len(prompt)]),
                               history=hist, hist_len=torch.tensor([hist_len]),
-                              spoken=torch.tensor([max(0.0, state.spoken - offset)]))
+                              text_positions=None if inputs.plan is None else (inputs.plan[offset:] - state.frames)[None])
     context = torch.zeros_like(inputs.context) if drop_prompt else inputs.context
     reference = None
     if inputs.reference is not None:
@@ -204,6 +211,15 @@ def _pad_stack(xs: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([F.pad(x, (0, 0) * (x.ndim - 2) + (0, T - x.shape[1])) for x in xs], 0)
 
 
+def _pad_positions(xs: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """(1, N_i) timeline positions -> (B, max N_i), or None when no row has them."""
+    if all(x is None for x in xs):
+        return None
+    if any(x is None for x in xs):
+        raise ValueError("collate: some records have timeline positions and some do not")
+    return _pad_stack([x[..., None] for x in xs])[..., 0]
+
+
 def collate(records: list[ChunkRecord]) -> ChunkRecord:
     """B records -> one batch: ragged parts zero-padded with their lengths; rows without a sink and motion
     get zeros and `has_motion` False (the DiT masks them out)."""
@@ -217,7 +233,7 @@ def collate(records: list[ChunkRecord]) -> ChunkRecord:
         text_ids=_pad_stack([o.text_ids[..., None] for o in os_])[..., 0],
         text_len=torch.cat([o.text_len for o in os_]), transcript_start=torch.cat([o.transcript_start for o in os_]),
         history=_pad_stack([o.history for o in os_]), hist_len=torch.cat([o.hist_len for o in os_]),
-        spoken=torch.cat([o.spoken for o in os_]))
+        text_positions=_pad_positions([o.text_positions for o in os_]))
     if any((r.reference is None) != (records[0].reference is None) for r in records):
         raise ValueError("collate: some records have a reference frame and some do not (mixed stages)")
     reference = torch.cat([r.reference for r in records]) if records[0].reference is not None else None

@@ -32,6 +32,7 @@ import torch
 from streamchar.device import StageClock
 from streamchar.diffusion.samplers import euler_sample, guided, student_sample, student_timesteps
 from streamchar.errors import StreamCharError
+from streamchar.models.timeline import plan_end
 from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record, collate
 
 WORDS_PER_SECOND = 2.6  # a speaking pace, only for the first estimate of a stream's length
@@ -132,13 +133,15 @@ class StreamSession:
             if ref_audio is not None:
                 wav = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32)).to(self.device)
                 voice = model.audio_codec.encode(wav[None].to(model.dtype))[0]  # (T_ref, C_a)
+            ids = torch.tensor(transcript, dtype=torch.int64, device=self.device)
             self.inputs = StreamInputs(
                 reference=model.video_codec.encode(img)[0],  # (C, 1, h, w)
                 ref_audio=voice,
                 prompt_ids=prompt_ids(tok, prompt), null_prompt_ids=prompt_ids(tok, ""),
-                transcript=torch.tensor(transcript, dtype=torch.int64, device=self.device),
+                transcript=ids,
                 context=prompt_context(model, prompt)[0],  # (L_ctx, text_dim)
-                audio_channels=cfg.audio.latent_channels)
+                audio_channels=cfg.audio.latent_channels,
+                plan=model.orchestrator.plan(ids))  # when each token is to be spoken (models/timeline.py)
 
     @property
     def transcript(self) -> list[int]:
@@ -149,7 +152,10 @@ class StreamSession:
         """Add `text` to the end of the transcript; the pointer's end follows the new end. A stream that had
         ended because its transcript was spoken goes on (not one that reached `max_seconds`)."""
         ids, ends = self._tokens(text)
-        self.inputs.transcript = torch.cat([self.inputs.transcript, ids])
+        inp = self.inputs  # the new words are planned from where the plan ends, or from the next chunk
+        start = max(plan_end(inp.transcript, self.model.orchestrator.token_durations, inp.plan), self.state.frames)
+        inp.plan = torch.cat([inp.plan, self.model.orchestrator.plan(ids, start=start)])
+        inp.transcript = torch.cat([inp.transcript, ids])
         self._ends += [len(self.text) + b for b in ends]
         self.text = f"{self.text} {text.strip()}"
         self._reopen()
@@ -159,7 +165,9 @@ class StreamSession:
         stream carries on from its current motion, sink and history."""
         ids, ends = self._tokens(text)
         spoken = max(self.state.text_offset, round(self.state.spoken))
-        self.inputs.transcript = torch.cat([self.inputs.transcript[:spoken], ids])
+        inp = self.inputs  # the new words are planned from the next chunk on
+        inp.plan = torch.cat([inp.plan[:spoken], self.model.orchestrator.plan(ids, start=float(self.state.frames))])
+        inp.transcript = torch.cat([inp.transcript[:spoken], ids])
         said = self._said(spoken)
         base = len(said) if said else -1  # `ends` count from the space before the new text
         self._ends = self._ends[:spoken] + [max(base + b, 0) for b in ends]

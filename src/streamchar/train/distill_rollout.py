@@ -172,7 +172,9 @@ class RolloutTrainable(ScoreModels):
 
     def forward(self, batch: dict, step: int = 0) -> dict[str, torch.Tensor]:
         dev = next(self.student.parameters()).device
+        # the student streams as at inference: its own timeline plan of each transcript
         inputs = [_inputs_to(inp, dev) for inp in batch["inputs"]]
+        inputs = [dataclasses.replace(inp, plan=self.student.orchestrator.plan(inp.transcript)) for inp in inputs]
         g = sample_generators(batch["noise_seed"], dev)
         exit_step = exit_step_of(step, len(self.timesteps))
         chunks, before, states = self.rollout(inputs, g, exit_step)
@@ -182,7 +184,8 @@ class RolloutTrainable(ScoreModels):
         z_v = torch.cat([c[1] for c in chunks[-self.window:]], 2)  # (B, C, W x 9, h, w)
         z_a = torch.cat([c[2] for c in chunks[-self.window:]], 1)  # (B, W x 33, C_a)
         spoken = [max(1, round(st.spoken)) for st in states]
-        cut = [dataclasses.replace(inp, transcript=inp.transcript[:n]) for inp, n in zip(inputs, spoken)]
+        cut = [dataclasses.replace(inp, transcript=inp.transcript[:n], plan=inp.plan[:n])
+               for inp, n in zip(inputs, spoken)]
         rec = collate_records([chunk_record(inp, st) for inp, st in zip(cut, before)])
         uncond = collate_records([chunk_record(inp, st, drop_prompt=True, drop_reference=True,
                                                drop_audio_condition=True) for inp, st in zip(cut, before)])

@@ -43,6 +43,7 @@ import torch
 
 from streamchar.data.latents import read_latent_shard
 from streamchar.errors import StreamCharError
+from streamchar.models.timeline import plan_from_spans
 from streamchar.streaming.record import StreamInputs, chunk_record, clip_state
 from streamchar.streaming.record import collate as collate_records
 from streamchar.train.data import ResumableLoader
@@ -112,6 +113,10 @@ class LatentChunks:
                     t.pop("video_latents", None), t.pop("reference_latent", None)
                 if frame_tokens is not None:
                     t["frame_tokens"] = frame_tokens(meta, t, n * audio_frames)
+                if "token_spans" not in t:
+                    raise StreamCharError(f"clip {key} in {folder / name} has no token_spans (an older latent "
+                                          "folder): re-encode it with `streamchar data encode`")
+                t["plan"] = plan_from_spans(t["token_spans"], audio_rate)  # (N,) its tokens on the timeline
                 self.clips.append({"key": key, "pap_end": list(ends), "text": meta.get("text", ""),
                                    "caption": meta.get("caption"), "identity": meta.get("identity"),
                                    "voice": voice_key(meta), **t})
@@ -163,7 +168,7 @@ class LatentChunks:
         prompt_ids, context = self.clip_prompt(clip)
         inputs = StreamInputs(reference=clip.get("reference_latent"), ref_audio=ref_audio, prompt_ids=prompt_ids,
                               null_prompt_ids=self.null_prompt_ids, transcript=clip["token_ids"], context=context,
-                              audio_channels=clip["audio_latents"].shape[-1])
+                              audio_channels=clip["audio_latents"].shape[-1], plan=clip["plan"])
         lookback = None if self.text_lookback is None else int(rng.integers(self.text_lookback[0],
                                                                              self.text_lookback[1] + 1))
         error = float(rng.normal(0.0, self.pointer_error)) if self.pointer_error > 0 and k > 0 else 0.0

@@ -432,6 +432,18 @@ def write_sample(folder: Path, path: Path, prompt: str, seconds: float, ref_imag
     stream_to_file(session, path, progress=False)
 
 
+def measure_timeline(orchestrator, dataset: LatentChunks) -> None:
+    """The stream's timeline plan (models/timeline.py): each token type's mean duration and the lead-in,
+    measured on the training clips' timings, into the orchestrator's buffers (saved with its weights).
+    Deterministic, so a resumed run measures the same."""
+    from streamchar.models.timeline import measure_durations
+
+    durations, lead_in = measure_durations([(c["token_ids"], c["plan"]) for c in dataset.clips],
+                                           orchestrator.token_durations.numel(), orchestrator.cfg.timeline_rate)
+    orchestrator.token_durations.copy_(durations)
+    orchestrator.lead_in.fill_(lead_in)
+
+
 def run_pretrain(cfg: PretrainConfig) -> dict:
     """Build model, data and Trainer; resume; fit; write <out_dir>/final. Returns a summary."""
     from streamchar.train.engine import Trainer
@@ -442,6 +454,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     check_codecs(cfg, pipe)
     model = build_trainable(cfg, pipe)
     train_ds = build_datasets(cfg, pipe, cfg.train_split, train=True)
+    if pipe.cfg.orchestrator.positions == "timeline":
+        measure_timeline(pipe.orchestrator, train_ds)
     loader = LatentLoader(train_ds, batch_size=cfg.batch_size, seed=cfg.train.seed, group_by_length=cfg.group_by_length)
     val_fn, val_ds = None, None
     if (cfg.train.val_every and cfg.val_samples) or cfg.sample_every:

@@ -1,0 +1,77 @@
+"""The transcript's timeline (ours, for `orchestrator.positions = 'timeline'`): at which audio latent each
+transcript token starts being spoken.
+
+Training reads it from a clip's word timings (`plan_from_spans`): every token at the latent where its speech
+starts. A stream plans it (`plan_from_durations`): each token lasts its type's mean duration, measured on the
+training split (`measure_durations`) and kept in the orchestrator (`token_durations`, `lead_in`), so the plan
+ships with the weights. The orchestrator puts each E_txt token at its planned latent, relative to the chunk
+(models/orchestrator.py): a small LM then finds what a frame speaks by RoPE distance, and a model trained on
+true timings speaks what the plan says when. The pointer still measures what was spoken (the end rule, E_txt).
+
+Tokens of no word (word separators, punctuation: NaN spans) take the gap they stand in: in a run of them
+between two words, the first starts where the previous word ends and the others where the next word starts,
+so a pause is the duration of the token that opens it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def plan_from_spans(spans: torch.Tensor, rate: float) -> torch.Tensor:
+    """spans (N, 2): each token's (start, end) in seconds, NaN for tokens of no word; rate: audio latents per
+    second. -> (N,) float32: each token's start in audio latents from the clip's start."""
+    starts, ends = spans[:, 0].tolist(), spans[:, 1].tolist()
+    n = len(starts)
+    plan = [0.0] * n
+    prev_end = 0.0
+    i = 0
+    while i < n:
+        if not math.isnan(starts[i]):
+            plan[i], prev_end = starts[i], ends[i]
+            i += 1
+            continue
+        j = i  # a run of tokens of no word: [i, j)
+        while j < n and math.isnan(starts[j]):
+            j += 1
+        nxt = starts[j] if j < n else prev_end
+        plan[i] = prev_end
+        for r in range(i + 1, j):
+            plan[r] = max(nxt, prev_end)
+        i = j
+    return torch.tensor(plan, dtype=torch.float32) * rate
+
+
+def plan_from_durations(ids: torch.Tensor, durations: torch.Tensor, start: float = 0.0) -> torch.Tensor:
+    """ids (N,) token ids; durations (V,) mean latents per token type. -> (N,) float: each token's planned
+    start, the first at `start`."""
+    d = durations.float()[ids]  # (N,)
+    return start + torch.cumsum(d, 0) - d
+
+
+def plan_end(ids: torch.Tensor, durations: torch.Tensor, plan: torch.Tensor) -> float:
+    """Where a plan's last token ends (its start plus its mean duration); 0 for an empty plan."""
+    if plan.numel() == 0:
+        return 0.0
+    return float(plan[-1]) + float(durations.float()[ids[-1]])
+
+
+def measure_durations(clips, vocab_size: int, default: float) -> tuple[torch.Tensor, float]:
+    """clips: (ids (N,), plan (N,)) of training clips (plans from their spans). -> (token_durations (V,): the
+    mean of plan[i + 1] - plan[i] over every token i of each type that has a successor, `default` for types
+    never seen; lead_in: the mean start of the first token)."""
+    total = torch.zeros(vocab_size, dtype=torch.float64)
+    count = torch.zeros(vocab_size, dtype=torch.float64)
+    leads = []
+    for ids, plan in clips:
+        if len(ids) == 0:
+            continue
+        leads.append(float(plan[0]))
+        if len(ids) > 1:
+            gaps = (plan[1:] - plan[:-1]).double().clamp(min=0)
+            total.index_add_(0, ids[:-1].long(), gaps)
+            count.index_add_(0, ids[:-1].long(), torch.ones_like(gaps))
+    durations = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, default))
+    return durations.float(), (sum(leads) / len(leads) if leads else 0.0)
