@@ -147,6 +147,9 @@ class OrchestratorConfig:
     # latent where it is spoken: the clip's timings in training, a plan of mean durations when streaming)
     positions: str = "timeline"
     timeline_rate: float = 1.83  # latents per token of a type pretraining has not measured (SynthTalk: 18 / 33)
+    # ours, `tiny` (needs 'timeline'): E_cond's frame j also gets the embedding of the transcript token the plan
+    # places at j (models/timeline.py `spoken_at`), as a duration-based TTS is told; the paper's LM finds it alone
+    frame_hint: bool = True
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -287,6 +290,9 @@ class StreamCharConfig(YamlConfig):
             bad("orchestrator.text_frontend", f"unknown value {o.text_frontend!r}; choose from {list(TEXT_FRONTENDS)}")
         if o.positions not in LM_POSITIONS:
             bad("orchestrator.positions", f"unknown value {o.positions!r}; choose from {list(LM_POSITIONS)}")
+        if o.frame_hint and o.positions != "timeline":
+            bad("orchestrator.frame_hint", "needs orchestrator.positions: timeline (the hint follows the timeline "
+                f"plan), got positions {o.positions!r}")
         if not o.timeline_rate > 0:
             bad("orchestrator.timeline_rate", f"must be > 0 audio latents per token, got {o.timeline_rate}")
         if s.sampler not in SAMPLERS:
@@ -370,7 +376,7 @@ def paper() -> StreamCharConfig:
                       audio_encoder_layers=2, audio_decoder_layers=2),
         orchestrator=OrchestratorConfig(hidden_size=2048, num_layers=36, num_heads=16, num_kv_heads=2,
                                         intermediate_size=11008, vocab_size=151936, text_frontend="text",
-                                        positions="sequence",
+                                        positions="sequence", frame_hint=False,
                                         max_position_embeddings=32768, rope_theta=1_000_000.0),
         pap=PAPConfig(dim=256),
         # Wan2.2-TI2V's sampling guidance (5.0) for video; audio unguided until a paper-scale teacher is

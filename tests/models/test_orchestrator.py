@@ -16,7 +16,8 @@ POSITIONS = ("sequence", "timeline")
 
 def build(positions="timeline"):
     torch.manual_seed(0)
-    cfg = CFG.override([f"orchestrator.positions={positions}"])
+    hint = positions == "timeline"  # the frame hint follows the timeline plan
+    cfg = CFG.override([f"orchestrator.positions={positions}", f"orchestrator.frame_hint={hint}"])
     return Orchestrator.from_config(cfg).eval()
 
 
@@ -176,3 +177,30 @@ def test_text_positions_move_the_text_only_on_a_timeline():
             base = o.forward_full(x, x_a, t)[0]
             moved = o.forward_full(replace(x, text_positions=x.text_positions - 12), x_a, t)[0]
             assert ((moved - base).abs().max() > 1e-4) == (positions == "timeline"), positions
+
+
+def test_frame_hint_gives_each_frame_its_planned_token():
+    """With the hint, moving the plan moves what each E_cond frame is told (same text, same audio), and the
+    hint's ids are those of `spoken_at`; without it the plan only moves RoPE positions of the transcript."""
+    o, x = build(), inputs(hist=0, ref=0, text=10, start=2)
+    ids = o.frame_hint(x, 33)[0]
+    assert ids[:16].tolist() == sum(([int(t)] * 2 for t in x.text_ids[0, 2:]), [])  # 2 latents per token
+    assert ids[16:].tolist() == [-1] * 17  # after the last token's end (2 x 7 + its mean duration 1.83)
+    x_a, t = torch.randn(1, 33, C_A), torch.tensor([0.5])
+    with torch.no_grad():
+        base = o.cond_embeds(x_a, t, o.frame_hint(x, 33))
+        plain = o.cond_embeds(x_a, t)
+        moved = o.cond_embeds(x_a, t, o.frame_hint(replace(x, text_positions=x.text_positions + 8), 33))
+    assert (base[0, 16:] - plain[0, 16:]).abs().max() == 0  # frames of no token get no hint
+    assert (base[0, :16] - plain[0, :16]).abs().min() > 0
+    assert (moved[0, :8] - plain[0, :8]).abs().max() == 0  # the hint moved 8 frames later with the plan
+    assert ((moved - plain)[0, 8:24] - (base - plain)[0, :16]).abs().max() < 1e-5
+    off = Orchestrator.from_config(CFG.override(["orchestrator.frame_hint=false"]))
+    assert off.frame_hint(x, 33) is None
+
+
+def test_frame_hint_needs_timeline_positions():
+    from streamchar.errors import StreamCharError
+
+    with pytest.raises(StreamCharError, match="frame_hint"):
+        CFG.override(["orchestrator.positions=sequence"])

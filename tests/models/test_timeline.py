@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from streamchar.models.timeline import measure_durations, plan_end, plan_from_durations, plan_from_spans
+from streamchar.models.timeline import measure_durations, plan_end, plan_from_durations, plan_from_spans, spoken_at
 
 NAN = math.nan
 
@@ -38,3 +38,17 @@ def test_measure_durations_means_per_type_and_lead_in():
     assert lead == 3.0
     # a plan of the measured durations reproduces a clip spoken at the mean pace
     assert plan_from_durations(torch.tensor([0, 1, 0]), durations, start=lead).tolist() == [3.0, 6.0, 7.0]
+
+
+def test_spoken_at_reads_each_frame_token_off_the_plan():
+    durations = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    ids = torch.tensor([1, 3, 2])
+    # starts -1.2 (rounds to -1: already speaking at frame 0), 1.6 (2), 2.4 (2: the same frame, the later wins);
+    # the last token (type 2) ends at 2.4 + 0.5 -> frame 3
+    plan = torch.tensor([-1.2, 1.6, 2.4])
+    assert spoken_at(plan, ids, durations, 6).tolist() == [1, 1, 2, -1, -1, -1]
+    late = plan + 3.0  # nothing spoken before the first token starts
+    assert spoken_at(late, ids, durations, 8).tolist() == [-1, -1, 1, 1, 1, 2, -1, -1]
+    assert spoken_at(plan[:0], ids[:0], durations, 3).tolist() == [-1, -1, -1]
+    behind = torch.tensor([0.0, 3.0, 2.0])  # a plan that goes back (an interrupt): the token waits its turn
+    assert spoken_at(behind, ids, durations, 5).tolist() == [1, 1, 1, 2, -1]  # it ends at 3 + 0.5

@@ -5,7 +5,9 @@
 - e_ref:  reference-voice audio latents, linearly projected into the LM (`ref_proj`);
 - E_txt:  the prompt and the not-yet-dropped transcript, through the LM's own token embeddings;
 - e_hist: the last <= 15 s of generated audio latents, linearly projected (`hist_proj`);
-- E_cond: the current noisy audio latents x_t^a (`cond_proj`) plus an embedding of the shared timestep t.
+- E_cond: the current noisy audio latents x_t^a (`cond_proj`) plus an embedding of the shared timestep t;
+          with `frame_hint` (ours, `tiny`) also the token embedding of what the timeline plan speaks at each
+          frame (models/timeline.py `spoken_at`).
 
 c_a is the final-layer hidden states at the E_cond positions, projected to the DiT width (`ca_proj`). No
 discrete audio tokens are generated: the LM is a conditioner, not a sampler.
@@ -42,7 +44,7 @@ from transformers import DynamicCache, Qwen2Config, Qwen2Model
 from streamchar.config import OrchestratorConfig
 from streamchar.models.dit import sinusoidal_embedding
 from streamchar.models.pap import PointerOutput, ProgressAwarePointer
-from streamchar.models.timeline import plan_from_durations
+from streamchar.models.timeline import plan_from_durations, spoken_at
 
 
 def qwen2_config(cfg: OrchestratorConfig) -> Qwen2Config:
@@ -119,6 +121,7 @@ class Prefix:
     cond_start: torch.Tensor  # (B,) the position of the first E_cond token
     transcript: torch.Tensor  # (B, N, hidden) final-layer states of the transcript tokens
     transcript_mask: torch.Tensor | None  # (B, N)
+    inputs: OrchestratorInputs | None = None  # what it was packed from (the frame hint reads its plan)
 
 
 class Orchestrator(nn.Module):
@@ -204,11 +207,30 @@ class Orchestrator(nn.Module):
             starts.append(-(first - P - R))
         return torch.stack(rows), torch.tensor(starts, device=dev)
 
-    def cond_embeds(self, x_a, t):
-        """E_cond(x_t^a, t): (B, T_a, C_a) noisy audio latents + timestep (B,) in [0, 1] -> (B, T_a, hidden)."""
+    def frame_hint(self, inp: OrchestratorInputs, frames: int) -> torch.Tensor | None:
+        """The frame hint's token ids: (B, T_a) int64, -1 where the plan speaks nothing; None when the config
+        has no hint. The plan is E_txt's (`text_positions`, or planned from the durations as positions are)."""
+        if not self.cfg.frame_hint:
+            return None
+        rows = []
+        for i in range(inp.batch_size):
+            P = int(inp.transcript_start[i])
+            n = int(inp.text_len[i]) - P
+            ids = inp.text_ids[i, P:P + n]
+            plan = inp.text_positions[i, :n] if inp.text_positions is not None else self.plan(ids, start=0.0)
+            rows.append(spoken_at(plan, ids, self.token_durations, frames))
+        return torch.stack(rows)
+
+    def cond_embeds(self, x_a, t, hint=None):
+        """E_cond(x_t^a, t): (B, T_a, C_a) noisy audio latents + timestep (B,) in [0, 1] (+ the frame hint's
+        token embeddings, hint (B, T_a) ids, -1 for none) -> (B, T_a, hidden)."""
         dtype = self.cond_proj.weight.dtype
         te = self.time_embedding(sinusoidal_embedding(t * 1000.0, self.cfg.freq_dim).to(dtype))
-        return self.cond_proj(x_a.to(dtype)) + te[:, None, :]
+        e = self.cond_proj(x_a.to(dtype)) + te[:, None, :]
+        if hint is not None:
+            said = (hint >= 0).to(dtype)[..., None]  # (B, T_a, 1)
+            e = e + self.lm.embed_tokens(hint.clamp(min=0)).to(dtype) * said
+        return e
 
     @staticmethod
     def _positions(mask):
@@ -229,7 +251,7 @@ class Orchestrator(nn.Module):
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         return Prefix(kv=kv, mask=p.mask, lengths=p.lengths, cond_start=p.cond_start,
                       transcript=self._gather(out.last_hidden_state, p.transcript_index),
-                      transcript_mask=p.transcript_mask)
+                      transcript_mask=p.transcript_mask, inputs=inp)
 
     def condition(self, prefix: Prefix, x_a, t):
         """One denoise step's c_a on top of the cached prefix.
@@ -244,7 +266,10 @@ class Orchestrator(nn.Module):
         if prefix.mask is not None or self.cfg.positions == "timeline":
             positions = prefix.cond_start[:, None] + torch.arange(T, device=x_a.device)
         kwargs = {self._cache_kwarg: cache}
-        hidden = self.lm(inputs_embeds=self.cond_embeds(x_a, t), attention_mask=mask, position_ids=positions,
+        hint = self.frame_hint(prefix.inputs, T) if prefix.inputs is not None else None
+        if hint is None and self.cfg.frame_hint:
+            raise ValueError("condition: this orchestrator has a frame hint; the prefix must come from encode_prefix")
+        hidden = self.lm(inputs_embeds=self.cond_embeds(x_a, t, hint), attention_mask=mask, position_ids=positions,
                          use_cache=True, **kwargs).last_hidden_state
         return self.ca_proj(hidden), hidden
 
@@ -272,7 +297,8 @@ class Orchestrator(nn.Module):
         B, L = p.embeds.shape[:2]
         T = tails[0][0].shape[1]
         n, dev = L + len(tails) * T, p.embeds.device
-        embeds = torch.cat([p.embeds] + [self.cond_embeds(x, t) for x, t in tails], 1)
+        hint = self.frame_hint(inp, T)  # (B, T) or None: the same plan for every tail
+        embeds = torch.cat([p.embeds] + [self.cond_embeds(x, t, hint) for x, t in tails], 1)
         mask = positions = None
         # a mask whenever positions are passed: without one, transformers reads non-increasing positions as
         # packed documents and would cut the attention at them

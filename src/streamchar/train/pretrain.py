@@ -233,7 +233,8 @@ def other_transcripts(batch: dict) -> dict:
     o = rec.orchestrator
     roll = lambda x: torch.roll(x, 1, 0)  # noqa: E731
     orch = dataclasses.replace(o, text_ids=roll(o.text_ids), text_len=roll(o.text_len),
-                               transcript_start=roll(o.transcript_start))
+                               transcript_start=roll(o.transcript_start),
+                               text_positions=None if o.text_positions is None else roll(o.text_positions))
     return {**batch, "record": dataclasses.replace(rec, orchestrator=orch)}
 
 
