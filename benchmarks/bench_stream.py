@@ -94,9 +94,8 @@ def main():
     if args.chunks < 10:
         ap.error("--chunks must be >= 10")
     device = pick_device(args.device)
-    dtype = inference_dtype(device)
-
     cfg = tiny()
+    dtype = inference_dtype(device, cfg.dit.dim)
     model = StreamChar.from_config(cfg, seed=0).to(device, dtype).eval()
     if args.compile:
         model.dit.compile()

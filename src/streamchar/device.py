@@ -20,9 +20,27 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def inference_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA; fp32 on CPU (bf16 runs there too, but fp32 is the tested reference)."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+# The narrowest DiT at which bf16 pays on a CPU with native bf16 GEMMs (benchmarks/bench_peer.py, both dtypes):
+# below it the casts around float32 norms, modulation and attention cost more than the faster GEMMs save.
+CPU_BF16_MIN_DIM = 512
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 GEMMs natively (oneDNN: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def inference_dtype(device: torch.device, dit_dim: int | None = None) -> torch.dtype:
+    """The faster dtype for streaming: bf16 on CUDA; on a CPU, bf16 for a DiT at least `CPU_BF16_MIN_DIM` wide
+    when the CPU has native bf16 GEMMs, else fp32 (`tiny`, and the tested reference)."""
+    if device.type == "cuda":
+        return torch.bfloat16
+    if dit_dim is not None and dit_dim >= CPU_BF16_MIN_DIM and cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
 
 
 def sync(device: torch.device) -> None:

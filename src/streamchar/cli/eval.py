@@ -66,7 +66,7 @@ def cmd_eval(args) -> int:
             print(f"streamchar: generating with RANDOM weights (--random-init, preset {args.preset}): the scores "
                   "measure noise, not a model", file=sys.stderr)
             model = StreamChar.from_config(preset(args.preset), seed=args.seed).to(device)
-        model = model.to(inference_dtype(device))
+        model = model.to(inference_dtype(device, model.cfg.dit.dim))
         done = generate_items(model, items, protocol, Path(args.videos), refs, seconds=seconds, sampler=args.sampler,
                               seed=args.seed, guidance=args.guidance, progress=not args.quiet)
         print(f"streamchar: {done['generated']} stream(s) generated, {done['kept']} kept from an earlier run, "

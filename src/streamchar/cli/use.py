@@ -51,7 +51,7 @@ def cmd_generate(args) -> int:
         print(f"streamchar: {NO_MODEL.split(':')[0]}; streaming with RANDOM weights (--random-init, preset "
               f"{args.preset}): the output is noise, not a character", file=sys.stderr)
         model = StreamChar.from_config(cfg, seed=args.seed).to(device)
-    model = model.to(inference_dtype(device))
+    model = model.to(inference_dtype(device, model.cfg.dit.dim))
     compile_s = None
     if args.compile:  # the per-step noisy pass, compiled before the stream starts (one shape for every chunk)
         import time
@@ -110,7 +110,7 @@ def cmd_serve(args) -> int:
         print(f"streamchar: {NO_MODEL.split(':')[0]}; serving RANDOM weights (--random-init, preset {args.preset}): "
               "the streams are noise, not a character", file=sys.stderr)
         model = StreamChar.from_config(preset(args.preset), seed=0).to(device)
-    model = model.to(inference_dtype(device)).eval()
+    model = model.to(inference_dtype(device, model.cfg.dit.dim)).eval()
     app = create_app(model, ServeOptions(token=args.token, max_sessions=args.max_sessions,
                                          max_lead_seconds=args.max_lead, idle_seconds=args.idle_seconds,
                                          reference_image=ref, sampler=args.sampler))

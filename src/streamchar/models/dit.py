@@ -38,9 +38,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x):
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+    def forward(self, x):  # normalised in float32 (one fused kernel), scaled in the input dtype
+        return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype) * self.weight
 
 
 class LayerNorm(nn.LayerNorm):
@@ -61,9 +60,26 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def attention(q, k, v, mask=None):
-    """(B, H, Lq, D) x (B, H, Lk, D) -> (B, Lq, H*D). SDPA: flash / memory-efficient kernels on CUDA."""
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    """(B, H, Lq, D) x (B, H, Lk, D) -> (B, Lq, H*D). SDPA: flash / memory-efficient kernels on CUDA.
+
+    On the CPU a half-precision model attends in float32: PyTorch's CPU flash kernel is slower in bf16 than in
+    float32 (measured on an AVX512-BF16 core at 8 heads x 576 tokens x 64: 16.5 ms against 12.4 ms), while the
+    projections around it keep bf16's faster GEMMs (benchmarks/bench_peer.py, `--dtype bf16`)."""
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return out.transpose(1, 2).flatten(2)
+
+
+def adaln(y, shift, scale):
+    """adaLN modulation y * (1 + scale) + shift, in float32 (shift, scale are), one fused op; -> y's dtype."""
+    return torch.addcmul(shift, y.float(), 1 + scale).to(y.dtype)
+
+
+def gated(x, y, gate):
+    """The gated residual x + y * gate, in float32 as Wan adds it, one fused op; -> x's dtype."""
+    return torch.addcmul(x.float(), y.float(), gate).to(x.dtype)
 
 
 def feed_forward(dim: int, ffn_dim: int) -> nn.Sequential:
@@ -123,17 +139,17 @@ class JointBlock(nn.Module):
         return (self.modulation.float().unsqueeze(0) + e.float()).unbind(2)
 
     def attn_input(self, x, mods, rope):
-        shift, scale = mods[0], mods[1]
-        y = (self.norm1(x).float() * (1 + scale) + shift).to(x.dtype)
-        return self.self_attn.qkv(y, rope)
+        return self.self_attn.qkv(adaln(self.norm1(x), mods[0], mods[1]), rope)
 
     def finish(self, x, attn_out, mods, text_kv, num_video: int):
         """Everything after the attention scores: output projection, cross-attention, modality FFN."""
-        x = x + (self.self_attn.o(attn_out).float() * mods[2]).to(x.dtype)
+        x = gated(x, self.self_attn.o(attn_out), mods[2])
         x = x + self.cross_attn(self.norm3(x), text_kv)
-        y = (self.norm2(x).float() * (1 + mods[4]) + mods[3]).to(x.dtype)
+        y = adaln(self.norm2(x), mods[3], mods[4])
+        if num_video == 0 or num_video == y.shape[1]:  # one modality: no routing copies
+            return gated(x, (self.ffn if num_video else self.audio_ffn)(y), mods[5])
         y = torch.cat([self.ffn(y[:, :num_video]), self.audio_ffn(y[:, num_video:])], dim=1)  # MoE routing
-        return x + (y.float() * mods[5]).to(x.dtype)
+        return gated(x, y, mods[5])
 
     def forward(self, x, e=None, rope=None, text_kv=None, num_video: int = 0, cond_kv=None, mask=None,
                 kv_only: bool = False, prompt_kv: bool = False):
@@ -164,7 +180,7 @@ class Head(nn.Module):
     def forward(self, x, e):
         """x: (B, L, dim); e: (B, L|1, dim) time embedding."""
         shift, scale = (self.modulation.float().unsqueeze(0) + e.float().unsqueeze(2)).unbind(2)
-        return self.head((self.norm(x).float() * (1 + scale) + shift).to(x.dtype))
+        return self.head(adaln(self.norm(x), shift, scale))
 
 
 class AudioLayer(nn.Module):
@@ -350,21 +366,21 @@ class JointDiT(nn.Module):
         num_video = math.prod(grid) if grid is not None else 0
         B, L = x.shape[:2]
         e, e0 = self.time_embed(t)
-        if e.shape[1] == 1:
-            e, e0 = e.expand(B, L, -1), e0.expand(B, L, -1, -1)
-        n_cond, key_mask = 0, None
+        n_cond, key_mask, mask = 0, None, None  # no conditions: one timestep for all, nothing masked
         if conditions:
+            if e.shape[1] == 1:
+                e, e0 = e.expand(B, L, -1), e0.expand(B, L, -1, -1)
             c, c_pos, key_mask = self.cond_tokens(conditions)
             n_cond = c.shape[1]
             _, c_e0 = self.time_embed(torch.zeros(B, device=x.device))
             x, pos = torch.cat([c, x], 1), torch.cat([c_pos, pos], 0)
             e0 = torch.cat([c_e0.expand(B, n_cond, -1, -1), e0], 1)
-        # Asymmetric mask (True = may attend): condition rows see condition columns only.
-        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
-        mask[:n_cond, n_cond:] = False
-        if key_mask is not None:  # absent condition groups are no key for anyone
-            keys = torch.cat([key_mask, key_mask.new_ones(B, L)], 1)  # (B, L_cond + L)
-            mask = mask[None, None] & keys[:, None, None, :]
+            # Asymmetric mask (True = may attend): condition rows see condition columns only.
+            mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
+            mask[:n_cond, n_cond:] = False
+            if key_mask is not None:  # absent condition groups are no key for anyone
+                keys = torch.cat([key_mask, key_mask.new_ones(B, L)], 1)  # (B, L_cond + L)
+                mask = mask[None, None] & keys[:, None, None, :]
         rope, text_kv = self.rope(pos), self.embed_text(context)
         for blk, tkv in zip(self.blocks, text_kv):
             x, _ = blk(x, e0, rope, tkv, n_cond + num_video, mask=mask)

@@ -34,7 +34,7 @@ the prefix pass and the audio-condition states.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -122,6 +122,7 @@ class Prefix:
     transcript: torch.Tensor  # (B, N, hidden) final-layer states of the transcript tokens
     transcript_mask: torch.Tensor | None  # (B, N)
     inputs: OrchestratorInputs | None = None  # what it was packed from (the frame hint reads its plan)
+    hints: dict = field(default_factory=dict, repr=False)  # T_a -> the frame hint's ids, made at the first step
 
 
 class Orchestrator(nn.Module):
@@ -266,9 +267,11 @@ class Orchestrator(nn.Module):
         if prefix.mask is not None or self.cfg.positions == "timeline":
             positions = prefix.cond_start[:, None] + torch.arange(T, device=x_a.device)
         kwargs = {self._cache_kwarg: cache}
-        hint = self.frame_hint(prefix.inputs, T) if prefix.inputs is not None else None
-        if hint is None and self.cfg.frame_hint:
-            raise ValueError("condition: this orchestrator has a frame hint; the prefix must come from encode_prefix")
+        if self.cfg.frame_hint and T not in prefix.hints:  # the same for every denoise step of the chunk
+            if prefix.inputs is None:
+                raise ValueError("condition: this orchestrator has a frame hint; the prefix must come from encode_prefix")
+            prefix.hints[T] = self.frame_hint(prefix.inputs, T)
+        hint = prefix.hints.get(T)
         hidden = self.lm(inputs_embeds=self.cond_embeds(x_a, t, hint), attention_mask=mask, position_ids=positions,
                          use_cache=True, **kwargs).last_hidden_state
         return self.ca_proj(hidden), hidden
