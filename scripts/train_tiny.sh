@@ -20,7 +20,9 @@ STAGE2_STEPS=${STAGE2_STEPS:-12000}
 # the model's size (config settings for `streamchar convert --set`), chosen by scripts/size_sweep.py
 MODEL_SETTINGS=${MODEL_SETTINGS:-}
 SC=${SC:-.venv/bin/streamchar}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1
+export HF_HUB_OFFLINE=1
+THREADS=${OMP_NUM_THREADS:-$(nproc)}  # one process at a time uses every core; two side by side, one each
+export OMP_NUM_THREADS=$THREADS
 mkdir -p "$RUN"
 
 step() { echo "== $(date +%H:%M:%S) $*" >&2; }
@@ -39,10 +41,10 @@ fi
 
 # one process per core: the judge and the video codec side by side, then the audio codec (measured by the judge)
 step "speech judge ($JUDGE_STEPS steps) and video codec ($VIDEO_STEPS steps), side by side"
-[ -f "$RUN/judge/judge/model.safetensors" ] || $SC train asr-judge --data "$RUN/synthtalk" \
+[ -f "$RUN/judge/judge/model.safetensors" ] || OMP_NUM_THREADS=1 $SC train asr-judge --data "$RUN/synthtalk" \
   --out-dir "$RUN/judge" --steps "$JUDGE_STEPS" > "$RUN/judge.log" 2>&1 &
 judge=$!
-[ -f "$RUN/codec_video/codec/config.json" ] || [ -f "$RUN/tiny-codecs/model_index.json" ] || $SC train codec-video --data "$RUN/synthtalk" \
+[ -f "$RUN/codec_video/codec/config.json" ] || [ -f "$RUN/tiny-codecs/model_index.json" ] || OMP_NUM_THREADS=1 $SC train codec-video --data "$RUN/synthtalk" \
   --out-dir "$RUN/codec_video" --steps "$VIDEO_STEPS" > "$RUN/codec_video.log" 2>&1 &
 video=$!
 wait $judge || { tail -20 "$RUN/judge.log"; exit 1; }
