@@ -46,6 +46,23 @@ def test_samplers_land_on_the_data_with_the_exact_field():
     assert torch.allclose(sv, z_v, atol=1e-5) and torch.allclose(sa, z_a, atol=1e-5)
 
 
+def test_samplers_run_speech_alone():
+    """x_v None (pretraining stage 1's model, speech without video): both samplers reach the audio data, and
+    the audio draws are the same as with video (the student draws video noise first, only when there is video)."""
+    g = torch.Generator().manual_seed(0)
+    z_a = torch.randn(1, 33, 8, generator=g)
+    x_a = torch.randn(z_a.shape, generator=g)
+
+    def f(x_v, x_a, t):
+        assert x_v is None
+        return None, (x_a - z_a) / t.reshape(-1, 1, 1)
+
+    ev, ea = euler_sample(f, None, x_a, steps=5, shift=5.0)
+    assert ev is None and torch.allclose(ea, z_a, atol=1e-5)
+    sv, sa = student_sample(f, None, x_a, student_timesteps([1000, 500], 5.0), generator=g)
+    assert sv is None and torch.allclose(sa, z_a, atol=1e-5)
+
+
 def test_student_renoises_between_steps():
     seen = []
 

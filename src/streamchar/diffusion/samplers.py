@@ -36,11 +36,12 @@ def _full(x, t):
 
 @torch.no_grad()
 def euler_sample(f: VelocityFn, x_v, x_a, steps: int = 50, shift: float = 5.0):
-    """Integrate dx/dt = v from t = 1 (the given noise) to t = 0."""
+    """Integrate dx/dt = v from t = 1 (the given noise) to t = 0. x_v None: speech alone (stage 1)."""
     ts = euler_timesteps(steps, shift)
     for t, t_next in zip(ts[:-1], ts[1:]):
-        v_v, v_a = f(x_v, x_a, _full(x_v, t))
-        x_v = x_v + (t_next - t) * v_v.to(x_v.dtype)
+        v_v, v_a = f(x_v, x_a, _full(x_a, t))
+        if x_v is not None:
+            x_v = x_v + (t_next - t) * v_v.to(x_v.dtype)
         x_a = x_a + (t_next - t) * v_a.to(x_a.dtype)
     return x_v, x_a
 
@@ -62,13 +63,16 @@ def student_sample(f: VelocityFn, x_v, x_a, timesteps: list[float], generator=No
     Runs under the caller's grad mode (Stage II rollouts back-propagate through it).
     """
     for i, t in enumerate(timesteps):
-        tt = _full(x_v, t)
+        tt = _full(x_a, t)
         v_v, v_a = f(x_v, x_a, tt)
-        x0_v, x0_a = predict_x0(x_v, v_v.to(x_v.dtype), tt), predict_x0(x_a, v_a.to(x_a.dtype), tt)
+        x0_a = predict_x0(x_a, v_a.to(x_a.dtype), tt)
+        x0_v = predict_x0(x_v, v_v.to(x_v.dtype), tt) if x_v is not None else None  # None: speech alone
         if i == len(timesteps) - 1:
             return x0_v, x0_a
-        t_next = _full(x_v, timesteps[i + 1])
-        eps_v = torch.randn(x_v.shape, generator=generator, device=x_v.device, dtype=x_v.dtype)
+        t_next = _full(x_a, timesteps[i + 1])
+        if x_v is not None:
+            eps_v = torch.randn(x_v.shape, generator=generator, device=x_v.device, dtype=x_v.dtype)
+            x_v = noisy(x0_v, eps_v, t_next)
         eps_a = torch.randn(x_a.shape, generator=generator, device=x_a.device, dtype=x_a.dtype)
-        x_v, x_a = noisy(x0_v, eps_v, t_next), noisy(x0_a, eps_a, t_next)
+        x_a = noisy(x0_a, eps_a, t_next)
     raise ValueError("student_sample needs at least one timestep")
