@@ -224,13 +224,18 @@ class Orchestrator(nn.Module):
 
     def cond_embeds(self, x_a, t, hint=None):
         """E_cond(x_t^a, t): (B, T_a, C_a) noisy audio latents + timestep (B,) in [0, 1] (+ the frame hint's
-        token embeddings, hint (B, T_a) ids, -1 for none) -> (B, T_a, hidden)."""
+        token embeddings, hint (B, T_a) ids, -1 for none) -> (B, T_a, hidden).
+
+        The hint's embedding is RMS-normalised (unit scale): summed raw, a token embedding initialised at std
+        0.02 is ~25x weaker than the audio projection and the LM barely reads it (measured: the alignment aid's
+        accuracy 0.20 after 1,000 stage-1 steps)."""
         dtype = self.cond_proj.weight.dtype
         te = self.time_embedding(sinusoidal_embedding(t * 1000.0, self.cfg.freq_dim).to(dtype))
         e = self.cond_proj(x_a.to(dtype)) + te[:, None, :]
-        if hint is not None:
+        if hint is not None:  # RMS-normalised: an LM's embeddings start ~25x weaker than these projections
             said = (hint >= 0).to(dtype)[..., None]  # (B, T_a, 1)
-            e = e + self.lm.embed_tokens(hint.clamp(min=0)).to(dtype) * said
+            token = self.lm.embed_tokens(hint.clamp(min=0)).float()
+            e = e + F.rms_norm(token, token.shape[-1:], eps=self.cfg.rms_norm_eps).to(dtype) * said
         return e
 
     @staticmethod
