@@ -227,8 +227,8 @@ class Orchestrator(nn.Module):
         token embeddings, hint (B, T_a) ids, -1 for none) -> (B, T_a, hidden).
 
         The hint's embedding is RMS-normalised (unit scale): summed raw, a token embedding initialised at std
-        0.02 is ~25x weaker than the audio projection and the LM barely reads it (measured: the alignment aid's
-        accuracy 0.20 after 1,000 stage-1 steps)."""
+        0.02 is ~25x weaker than the audio projection and the LM barely reads it (measured in stage 1: the
+        alignment aid's accuracy 0.20 after 1,000 steps raw, 0.97 after 250 normalised)."""
         dtype = self.cond_proj.weight.dtype
         te = self.time_embedding(sinusoidal_embedding(t * 1000.0, self.cfg.freq_dim).to(dtype))
         e = self.cond_proj(x_a.to(dtype)) + te[:, None, :]
