@@ -90,12 +90,15 @@ def main():
     ap.add_argument("--chunks", type=int, default=12, help="chunks to stream (>= 10)")
     ap.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:N")
     ap.add_argument("--compile", action="store_true", help="torch.compile the DiT (compiled during the warm-up)")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="auto: what `--device auto` streams in (device.inference_dtype)")
     args = ap.parse_args()
     if args.chunks < 10:
         ap.error("--chunks must be >= 10")
     device = pick_device(args.device)
     cfg = tiny()
-    dtype = inference_dtype(device, cfg.dit.dim)
+    dtype = (inference_dtype(device, cfg.dit.dim) if args.dtype == "auto"
+             else {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype])
     model = StreamChar.from_config(cfg, seed=0).to(device, dtype).eval()
     if args.compile:
         model.dit.compile()
