@@ -76,8 +76,9 @@ if [ ! -f "$RUN/latents/index.json" ]; then
 fi
 
 step "pretraining stage 1 ($STAGE1_STEPS steps)"
+# stage 1 has no video: a sample's cost is its orchestrator prefix (89 % of a step), so 8 noise draws share it
 $SC train pretrain --config configs/pretrain_tiny.yaml --stage 1 --init "$RUN/init" --data "$RUN/latents" \
-  --out-dir "$RUN/stage1" --steps "$STAGE1_STEPS" > "$RUN/stage1.json"
+  --out-dir "$RUN/stage1" --steps "$STAGE1_STEPS" --set noise_draws=8 > "$RUN/stage1.json"
 
 step "pretraining stage 2 ($STAGE2_STEPS steps)"
 $SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$RUN/stage1/final" --data "$RUN/latents" \

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class YamlConfig:
                 node[name] = yaml.safe_load(raw)
             except yaml.YAMLError as e:
                 raise StreamCharError(f"setting {item!r}: the value is not valid YAML: {e}") from None
+            if isinstance(node[name], str) and re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*", raw):
+                node[name] = float(raw)  # YAML 1.1 reads 1e-4 (no dot) as a string
         return type(self).from_dict(data)
 
     @classmethod
@@ -183,9 +186,12 @@ class StreamConfig:
     sampler: str = "teacher"
     # Classifier-free guidance of the teacher sampler, per modality: v = v_u + s (v_c - v_u), where the
     # unconditional pass drops what training drops together (prompt, reference frame, audio condition c_a).
-    # 1.0 = no guidance (one pass).
+    # 1.0 = no guidance (one pass). `tiny` audio 3.0, measured on SynthTalk (judge WER of 12 held-out clips): a
+    # flow model given the true phoneme of every audio latent, 3,000 steps, 20 Euler steps: 0.77 / 0.50 / 0.37
+    # at scales 1 / 2 / 3 (the clips through the codec: 0.13); the tiny teacher forced on true history at
+    # stage 2 step 1,000: 0.93 / 0.85 / 0.81.
     guidance_video: float = 1.0
-    guidance_audio: float = 1.0
+    guidance_audio: float = 3.0
     shift: float = 5.0
     max_seconds: float = 600.0
 
@@ -381,7 +387,7 @@ def paper() -> StreamCharConfig:
         pap=PAPConfig(dim=256),
         # Wan2.2-TI2V's sampling guidance (5.0) for video; audio unguided until a paper-scale teacher is
         # measured (none can be trained here).
-        stream=StreamConfig(guidance_video=5.0, text_lookback=None),
+        stream=StreamConfig(guidance_video=5.0, guidance_audio=1.0, text_lookback=None),
     ).validate()
 
 

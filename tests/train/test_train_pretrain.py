@@ -170,6 +170,23 @@ def test_a_batch_gives_the_losses_of_its_samples_one_by_one(latents, tmp_path):
             assert torch.allclose(grads[n], p.grad, rtol=1e-4, atol=1e-6), n
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_noise_draws_give_the_losses_of_each_draw_alone(latents, tmp_path, stage):
+    """noise_draws = 3: the three (t, eps) draws of each sample share one orchestrator prefix pass and one
+    condition pass, and give the mean of the flow losses each draw gives alone (as fixed draws)."""
+    cfg = make_cfg(latents, tmp_path, stage=stage)
+    cfg.noise_draws, cfg.ref_audio_prob, cfg.uncond_prob = 3, 1.0, 0.3
+    _, model, ds = setup(cfg)
+    batch = collate([ds.sample(i, np.random.default_rng([3, i])) for i in range(3)])
+    t, eps_v, eps_a = model.draw_noise(batch)  # (3, B), ...
+    assert t.shape == (3, 3) and len(set(t.flatten().tolist())) == 9  # every draw its own t
+    out = model(batch)
+    alone = [model(batch, t[d], None if eps_v is None else eps_v[d], eps_a[d]) for d in range(3)]
+    for key in ("loss_flow", "loss_audio") + (("loss_video",) if stage == 2 else ()):
+        assert out[key].item() == pytest.approx(sum(o[key].item() for o in alone) / 3, rel=1e-5), key
+    assert out["loss_pap"].item() == pytest.approx(alone[0]["loss_pap"].item(), rel=1e-5)  # one clean tail
+
+
 # ---- training ------------------------------------------------------------------------------------------
 
 def test_stage2_val_loss_falls(latents, tmp_path):
@@ -273,9 +290,15 @@ def test_cli_train_pretrain(latents, tmp_path, capsys):
     from streamchar.cli import main
 
     code = main(["train", "pretrain", "--config", "configs/pretrain_tiny.yaml", "--data", str(latents),
-                 "--out-dir", str(tmp_path / "run"), "--steps", "2", "--stage", "1"])
+                 "--out-dir", str(tmp_path / "run"), "--steps", "2", "--stage", "1", "--set", "noise_draws=2",
+                 "--set", "train.lr=1e-4"])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "final" / "model_index.json").is_file()
+    saved = PretrainConfig.from_yaml(tmp_path / "run" / "pretrain_config.yaml")
+    assert (saved.noise_draws, saved.train.lr, saved.stage) == (2, 1e-4, 1)
+    assert main(["train", "pretrain", "--data", str(latents), "--out-dir", str(tmp_path / "bad"),
+                 "--set", "noise_draws=0"]) == 2
+    assert "noise_draws" in capsys.readouterr().err
     assert main(["train", "pretrain", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "--config not found" in capsys.readouterr().err
 

@@ -51,8 +51,10 @@ def model_folder(value: str) -> Path:
 
 
 def train_overrides(cfg, args):
-    """--data / --out-dir / --steps override the YAML; the config is validated again, and the run's folder is
-    checked: a new one, or an earlier run of this command, which resumes (--overwrite starts over)."""
+    """--set KEY=VALUE, --data / --out-dir / --steps override the YAML; the config is validated again, and the
+    run's folder is checked: a new one, or an earlier run of this command, which resumes (--overwrite starts over)."""
+    if getattr(args, "set", None):
+        cfg = cfg.override(args.set)
     if args.data is not None:
         cfg.data = str(input_folder(args.data, "--data"))
     if args.out_dir is not None:

@@ -81,6 +81,8 @@ def add_commands(sub) -> None:
         tp.add_argument("--data", help="override the config's data folder")
         tp.add_argument("--out-dir", help="override train.out_dir (checkpoints, metrics, the result)")
         tp.add_argument("--steps", type=int, help="override train.steps")
+        tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, YAML value (repeatable): --set noise_draws=8 --set train.lr=1e-4")
         tp.add_argument("--overwrite", action="store_true", help="start over: delete what --out-dir holds (an "
                         "earlier run there resumes without it; a folder that holds no run is refused)")
         if name == "pretrain":

@@ -84,6 +84,8 @@ class PretrainConfig(YamlConfig):
     pointer_error: float = 0.0
     pap_weight: float = 0.1  # not given in the paper
     align_weight: float = 0.0  # frame-token alignment loss (ours, not the paper's: train/alignment.py); 0 = off
+    # flow-matching draws (t, eps) per sample per step, sharing its orchestrator prefix and condition passes
+    noise_draws: int = 1
     audio_weight: float = 1.0
     shift: float = 5.0  # timestep shift of the training t (Wan's, as stream.shift)
     val_samples: int = 4  # fixed val samples (fixed t and noise) for val/loss
@@ -110,6 +112,8 @@ class PretrainConfig(YamlConfig):
             bad("shift", f"must be > 0, got {self.shift}")
         if not self.sample_seconds > 0:
             bad("sample_seconds", f"must be > 0, got {self.sample_seconds}")
+        if self.noise_draws < 1:
+            bad("noise_draws", f"must be >= 1, got {self.noise_draws}")
         if self.batch_size < 1:
             bad("batch_size", f"must be >= 1, got {self.batch_size}")
         lo, hi = self.ref_audio_seconds
@@ -148,11 +152,11 @@ class StreamCharTrainable(nn.Module):
     codecs stay outside, frozen: prompt contexts come precomputed in the records."""
 
     def __init__(self, dit, orchestrator, stage: int = 2, shift: float = 5.0, pap_weight: float = 0.1,
-                 audio_weight: float = 1.0, align_weight: float = 0.0):
+                 audio_weight: float = 1.0, align_weight: float = 0.0, noise_draws: int = 1):
         super().__init__()
         self.dit, self.orchestrator = dit, orchestrator
         self.stage, self.shift, self.pap_weight, self.audio_weight = stage, shift, pap_weight, audio_weight
-        self.align_weight = align_weight
+        self.align_weight, self.noise_draws = align_weight, noise_draws
         for p in orchestrator.parameters():
             p.requires_grad_(True)
         for name, p in dit.named_parameters():
@@ -164,50 +168,69 @@ class StreamCharTrainable(nn.Module):
         return BlockChain(self.dit.blocks, self.orchestrator.lm.layers)
 
     def draw_noise(self, batch: dict):
-        """Each sample's t, eps_video, eps_audio from its own seed (then stacked): (B,), (B, ...), (B, 33, C_a)."""
+        """Each sample's `noise_draws` draws of t, eps_video, eps_audio from its own seed, draw-major:
+        (D, B), (D, B, ...) or None, (D, B, 33, C_a)."""
         z_a, z_v = batch["audio"], batch.get("video")
         ts, evs, eas = [], [], []
-        for i, seed in enumerate(batch["noise_seed"]):
+        for seed in batch["noise_seed"]:
             g = torch.Generator(device=z_a.device).manual_seed(seed)
-            ts.append(flow.sample_t(1, self.shift, generator=g, device=z_a.device))
-            eas.append(torch.randn(z_a.shape[1:], generator=g, device=z_a.device, dtype=z_a.dtype))
-            if self.stage == 2:
-                evs.append(torch.randn(z_v.shape[1:], generator=g, device=z_v.device, dtype=z_v.dtype))
-        return torch.cat(ts), torch.stack(evs) if evs else None, torch.stack(eas)
+            for _ in range(self.noise_draws):
+                ts.append(flow.sample_t(1, self.shift, generator=g, device=z_a.device))
+                eas.append(torch.randn(z_a.shape[1:], generator=g, device=z_a.device, dtype=z_a.dtype))
+                if self.stage == 2:
+                    evs.append(torch.randn(z_v.shape[1:], generator=g, device=z_v.device, dtype=z_v.dtype))
+        B, D = len(batch["noise_seed"]), self.noise_draws
+
+        def draw_major(xs):  # sample-major list of B * D -> (D, B, ...)
+            return torch.stack(xs).unflatten(0, (B, D)).transpose(0, 1)
+
+        return draw_major(ts)[..., 0], draw_major(evs) if evs else None, draw_major(eas)
 
     def forward(self, batch: dict, t=None, eps_video=None, eps_audio=None) -> dict[str, torch.Tensor]:
-        """batch: a `collate`d micro-batch; t (B,), eps_*: fixed draws (validation), else each sample's own."""
+        """batch: a `collate`d micro-batch; t (B,), eps_*: fixed draws (validation), else each sample's own
+        `noise_draws` draws. D draws of one sample share its orchestrator prefix pass and its condition pass:
+        the prefix (reference voice, transcript, up to 15 s of history) is most of a sample's cost, the
+        33-frame tail it conditions is little, so more draws give more flow-matching signal per second."""
         rec, z_a = batch["record"], batch["audio"]  # (B, 33, C_a)
         if t is None:
-            t, eps_video, eps_audio = self.draw_noise(batch)
-        x_a = flow.noisy(z_a, eps_audio, t)  # (B, 33, C_a)
+            t, eps_video, eps_audio = self.draw_noise(batch)  # (D, B), (D, B, ...), (D, B, 33, C_a)
+        else:
+            t, eps_audio = t[None], eps_audio[None]
+            eps_video = None if eps_video is None else eps_video[None]
+        D, B = t.shape
+        x_a = flow.noisy(z_a.expand(D, *z_a.shape).flatten(0, 1), eps_audio.flatten(0, 1), t.flatten())  # (D*B, 33, C_a)
 
-        # Orchestrator: c_a of the noisy audio and, for the pointer, the clean audio at t = 0 (as inference),
-        # two tails on one prefix pass.
-        (c_a, _), (hidden_a, hidden0), transcript, tmask = self.orchestrator.forward_tails(
-            rec.orchestrator, [(x_a, t), (z_a, torch.zeros_like(t))])  # per tail: c_a list, hidden list
-        c_a = c_a * rec.keep_audio_condition.to(c_a.dtype)[:, None, None]  # (B, 33, dim); 0 where dropped
+        # Orchestrator: c_a of each draw's noisy audio and, for the pointer, the clean audio at t = 0 (as
+        # inference): D + 1 tails on one prefix pass.
+        tails = [(x, tt) for x, tt in zip(x_a.unflatten(0, (D, B)), t)] + [(z_a, torch.zeros_like(t[0]))]
+        c_as, hiddens, transcript, tmask = self.orchestrator.forward_tails(rec.orchestrator, tails)
+        c_a = torch.cat(c_as[:D]) * rec.keep_audio_condition.to(c_as[0].dtype).repeat(D)[:, None, None]  # (D*B, 33, dim); 0 where dropped
+        hidden_a, hidden0 = hiddens[0], hiddens[D]
         ptr = self.orchestrator.pap(hidden0, transcript, tmask)
         target = batch["pap_target"]  # (B,)
         loss_pap = pointer_loss(ptr, target)
 
-        # DiT: prompt (zeroed where dropped), visual conditions (stage 2), one denoise step.
+        # DiT: prompt (zeroed where dropped), visual conditions (stage 2), one denoise step per draw; the
+        # conditions' keys and values are computed once and shared by the draws.
         if self.stage == 1:
             x_v, conditions = None, []
         else:
             z_v = batch["video"]  # (B, C, 9, h, w)
-            x_v = flow.noisy(z_v, eps_video, t)
+            x_v = flow.noisy(z_v.expand(D, *z_v.shape).flatten(0, 1), eps_video.flatten(0, 1), t.flatten())
             conditions = rec.conditions(self.dit)
-        cache = self.dit.encode_conditions(conditions, rec.context)
-        v_v, v_a = self.dit(x_v, x_a, c_a, t, cache)
+        cache = repeat_cache(self.dit.encode_conditions(conditions, rec.context), D)
+        v_v, v_a = self.dit(x_v, x_a, c_a, t.flatten(), cache)
 
         out = {}
+        z_a = z_a.expand(D, *z_a.shape).flatten(0, 1)
         if self.stage == 1:
-            out["loss_audio"] = torch.nn.functional.mse_loss(v_a, flow.velocity_target(z_a, eps_audio).float())
+            out["loss_audio"] = torch.nn.functional.mse_loss(
+                v_a, flow.velocity_target(z_a, eps_audio.flatten(0, 1)).float())
             out["loss_flow"] = self.audio_weight * out["loss_audio"]
         else:
             out["loss_flow"], out["loss_video"], out["loss_audio"] = flow.flow_loss(
-                v_v, v_a, z_v, z_a, eps_video, eps_audio, self.audio_weight)
+                v_v, v_a, z_v.expand(D, *z_v.shape).flatten(0, 1), z_a, eps_video.flatten(0, 1),
+                eps_audio.flatten(0, 1), self.audio_weight)
         out["loss_pap"] = loss_pap
         out["pap_abs_err"] = (ptr.endpoint - target).abs().mean().detach()
         out["loss"] = out["loss_flow"] + self.pap_weight * loss_pap
@@ -216,6 +239,21 @@ class StreamCharTrainable(nn.Module):
                 hidden_a, self.orchestrator.lm.embed_tokens.weight, batch["frame_tokens"])
             out["loss"] = out["loss"] + self.align_weight * out["loss_align"]
         return out
+
+
+def repeat_cache(cache, n: int):
+    """A ConditionCache for n copies of its batch, copy-major (row j * B + i is row i): the draws of a sample
+    share its conditions' keys and values."""
+    import dataclasses
+
+    if n == 1:
+        return cache
+
+    def rep(kv):
+        return None if kv is None else tuple(torch.cat([x] * n) for x in kv)
+
+    return dataclasses.replace(cache, self_kv=[rep(kv) for kv in cache.self_kv], text_kv=[rep(kv) for kv in cache.text_kv],
+                               key_mask=None if cache.key_mask is None else torch.cat([cache.key_mask] * n))
 
 
 def pretrain_loss(model, batch, step):
@@ -374,7 +412,7 @@ def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> Latent
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
     return StreamCharTrainable(pipe.dit, pipe.orchestrator, cfg.stage, cfg.shift, cfg.pap_weight, cfg.audio_weight,
-                               cfg.align_weight)
+                               cfg.align_weight, cfg.noise_draws)
 
 
 def export_pipeline(trainer, pipe, path: Path, prefix: str = "", model_cfg=None) -> None:
