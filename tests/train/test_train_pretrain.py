@@ -228,6 +228,21 @@ def test_stage1_trains_only_the_audio_path(latents, tmp_path):
     assert all(n.startswith("orchestrator.") or "audio" in n for n in changed)
 
 
+def test_stage1_all_trains_the_shared_dit_but_not_the_video_only_parts(latents, tmp_path):
+    cfg = make_cfg(latents, tmp_path, stage=1, steps=2)
+    cfg.stage1_dit = "all"
+    pipe, model, ds = setup(cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    Trainer(model, pretrain_loss, LatentLoader(ds, seed=0), cfg.train).fit()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert {"dit.blocks.0.self_attn.q.weight", "dit.blocks.0.modulation", "dit.time_embedding.0.weight",
+            "dit.blocks.0.audio_ffn.0.weight"} <= changed
+    # no video in stage 1: the video-only parts get no gradient and stay as they were
+    assert not {"dit.patch_embedding.weight", "dit.head.head.weight", "dit.blocks.0.ffn.0.weight"} & changed
+    with pytest.raises(StreamCharError, match="config field stage1_dit"):
+        PretrainConfig.from_dict({"data": "x", "stage": 1, "stage1_dit": "video"})
+
+
 def test_resume_gives_the_same_losses(latents, tmp_path):
     def run(out, steps, resume=False):
         cfg = make_cfg(latents, out, steps=steps, ckpt_every=3, ema_decay=0.9)
@@ -254,9 +269,12 @@ def test_activation_checkpointing_gives_the_same_loss(latents, tmp_path):
 
 def test_run_pretrain_writes_a_loadable_pipeline(latents, tmp_path):
     cfg = make_cfg(latents, tmp_path / "run", steps=2, val_every=2, ckpt_every=2, ema_decay=0.5)
-    cfg.sample_every, cfg.sample_seconds = 2, 1.375
+    cfg.sample_every, cfg.sample_seconds, cfg.export_every = 2, 1.375, 2
     summary = run_pretrain(cfg)
     assert (tmp_path / "run" / "samples" / "step_00000002.mp4").stat().st_size > 0
+    latest, final = StreamChar.from_pretrained(tmp_path / "run" / "latest"), StreamChar.from_pretrained(summary["final"])
+    for a, b in zip(latest.dit.state_dict().values(), final.dit.state_dict().values()):  # step 2 = the last step
+        assert torch.equal(a, b)
     assert summary["steps"] == 2 and len(summary["losses"]) == 2 and "val/loss_flow" in summary
     assert (tmp_path / "run" / "pretrain_config.yaml").is_file()
     model = StreamChar.from_pretrained(summary["final"])

@@ -62,6 +62,9 @@ AUDIO_PATH = ("audio_embedding.", "audio_encoder.", "audio_decoder.", "audio_hea
 @dataclass
 class PretrainConfig(YamlConfig):
     stage: int = 2  # 1: orchestrator + DiT audio path on audio alone; 2: everything on audio-video
+    # what of the DiT stage 1 trains: "audio_path" (the paper: Wan's shared attention and modulation stay as
+    # pretrained) or "all" (a DiT from random weights, as at tiny: frozen random attention only hinders speech)
+    stage1_dit: str = "audio_path"
     preset: str = "tiny"  # model preset for a fresh model ('tiny' | 'paper'); ignored when `init` is set
     init: str | None = None  # a pipeline folder to start from (e.g. stage 1's <out_dir>/final)
     model_seed: int = 0  # seed of a fresh model's weights
@@ -90,6 +93,9 @@ class PretrainConfig(YamlConfig):
     shift: float = 5.0  # timestep shift of the training t (Wan's, as stream.shift)
     val_samples: int = 4  # fixed val samples (fixed t and noise) for val/loss
     sample_every: int = 0  # > 0: at checkpoints whose step is a multiple, a sample MP4 in <out_dir>/samples/
+    # > 0: at checkpoints whose step is a multiple, <out_dir>/latest: a pipeline folder of that step's (EMA)
+    # weights, to check a run while it goes on (scripts/forced_wer.py, streamchar eval)
+    export_every: int = 0
     sample_seconds: float = 5.5  # the sample's length at most (it ends with its transcript): 4 chunks
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -99,12 +105,14 @@ class PretrainConfig(YamlConfig):
 
         if self.stage not in (1, 2):
             bad("stage", f"must be 1 or 2, got {self.stage}")
+        if self.stage1_dit not in ("audio_path", "all"):
+            bad("stage1_dit", f"must be 'audio_path' or 'all', got {self.stage1_dit!r}")
         if not self.data:
             bad("data", "must name a latent folder")
         for name in ("uncond_prob", "cond_dropout", "ref_audio_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, f"must be in [0, 1], got {getattr(self, name)}")
-        for name in ("pointer_error", "pap_weight", "align_weight", "audio_weight", "val_samples", "sample_every",
+        for name in ("pointer_error", "pap_weight", "align_weight", "audio_weight", "val_samples", "sample_every", "export_every",
                      "model_seed"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
@@ -152,7 +160,8 @@ class StreamCharTrainable(nn.Module):
     codecs stay outside, frozen: prompt contexts come precomputed in the records."""
 
     def __init__(self, dit, orchestrator, stage: int = 2, shift: float = 5.0, pap_weight: float = 0.1,
-                 audio_weight: float = 1.0, align_weight: float = 0.0, noise_draws: int = 1):
+                 audio_weight: float = 1.0, align_weight: float = 0.0, noise_draws: int = 1,
+                 stage1_dit: str = "audio_path"):
         super().__init__()
         self.dit, self.orchestrator = dit, orchestrator
         self.stage, self.shift, self.pap_weight, self.audio_weight = stage, shift, pap_weight, audio_weight
@@ -160,7 +169,7 @@ class StreamCharTrainable(nn.Module):
         for p in orchestrator.parameters():
             p.requires_grad_(True)
         for name, p in dit.named_parameters():
-            p.requires_grad_(stage == 2 or is_audio_path(name))
+            p.requires_grad_(stage == 2 or stage1_dit == "all" or is_audio_path(name))
 
     @property
     def blocks(self) -> BlockChain:
@@ -412,7 +421,7 @@ def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> Latent
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
     return StreamCharTrainable(pipe.dit, pipe.orchestrator, cfg.stage, cfg.shift, cfg.pap_weight, cfg.audio_weight,
-                               cfg.align_weight, cfg.noise_draws)
+                               cfg.align_weight, cfg.noise_draws, cfg.stage1_dit)
 
 
 def export_pipeline(trainer, pipe, path: Path, prefix: str = "", model_cfg=None) -> None:
@@ -503,19 +512,21 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         val_fn = make_val_fn(val_ds, cfg.val_samples, cfg.stage, batch_size=cfg.batch_size)
     out_dir = Path(cfg.train.out_dir)
 
-    on_checkpoint = None
-    if cfg.sample_every:
-        ref_image, text, prompt = sample_inputs(cfg, pipe, val_ds if cfg.stage == 2 else None)
-        def on_checkpoint(ckpt: Path, step: int):  # samples from the checkpointed weights, rank 0 only
-            if step % cfg.sample_every == 0:
-                tmp = out_dir / "samples" / ".pipeline"
-                export_pipeline(trainer, pipe, tmp)
-                if distributed.is_main():
-                    write_sample(tmp, out_dir / "samples" / f"step_{step:08d}.mp4", prompt, cfg.sample_seconds,
-                                 ref_image, text)
+    sample = sample_inputs(cfg, pipe, val_ds if cfg.stage == 2 else None) if cfg.sample_every else None
+
+    def on_checkpoint(ckpt: Path, step: int):  # exports and samples of the checkpointed weights
+        if cfg.export_every and step % cfg.export_every == 0:
+            export_pipeline(trainer, pipe, out_dir / "latest")
+        if cfg.sample_every and step % cfg.sample_every == 0:
+            tmp = out_dir / "samples" / ".pipeline"
+            export_pipeline(trainer, pipe, tmp)
+            if distributed.is_main():
+                ref_image, text, prompt = sample
+                write_sample(tmp, out_dir / "samples" / f"step_{step:08d}.mp4", prompt, cfg.sample_seconds,
+                             ref_image, text)
 
     trainer = Trainer(model, pretrain_loss, loader, cfg.train, blocks=model.blocks, val_fn=val_fn,
-                      on_checkpoint=on_checkpoint)
+                      on_checkpoint=on_checkpoint if cfg.export_every or cfg.sample_every else None)
     start = trainer.resume()
     out_dir.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():

@@ -1,0 +1,100 @@
+"""Teacher-forced speech check: can the model render a chunk's speech when everything before it is true?
+
+Each chunk of a held-out clip is sampled (Euler, the teacher's sampler, with guidance as the stream applies it)
+from the record a stream of the clip's *true* latents has before that chunk (the training record: true history,
+motion and sink, the clip's own timeline plan); the sampled chunks' audio is decoded, concatenated and read by
+the speech judge. Drift of a free stream is taken out, so this separates "the audio path cannot speak" from
+"the stream loses its place". A diagnostic for training runs, not an evaluation protocol (`streamchar eval`).
+
+    python scripts/forced_wer.py runs/plan/stage1/final --data runs/plan/latents --speech-only --clips 3
+    python scripts/forced_wer.py runs/plan/stage2/final --data runs/plan/latents --clips 3 --guidance 1,3
+
+Prints JSON: the judge's WER on the forced samples, on the true latents through the codec, and per clip texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("pipeline", help="a pipeline folder (a training run's final/ or an exported checkpoint)")
+    ap.add_argument("--data", required=True, help="latent folder (streamchar data encode) the model trained on")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--clips", type=int, default=3, help="held-out clips, spread over the split")
+    ap.add_argument("--steps", type=int, default=50, help="Euler steps per chunk")
+    ap.add_argument("--guidance", default=None, help="video,audio scales (default: the model's stream settings)")
+    ap.add_argument("--speech-only", action="store_true", help="sample audio alone (a stage-1 model)")
+    ap.add_argument("--judge", default=None, help="judge folder (default: the bundled one)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from streamchar.diffusion.samplers import euler_sample
+    from streamchar.eval.asr import wer
+    from streamchar.eval.judge import load_judge
+    from streamchar.pipeline import StreamChar
+    from streamchar.streaming.record import collate
+    from streamchar.streaming.session import prompt_ids
+    from streamchar.train.pretrain import PretrainConfig, clip_prompts
+    from streamchar.train.latent_data import LatentChunks
+
+    torch.manual_seed(args.seed)
+    pipe = StreamChar.from_pretrained(args.pipeline)
+    m, mc = pipe, pipe.cfg
+    m.dit.float().eval(), m.orchestrator.float().eval()
+    gv, ga = (map(float, args.guidance.split(","))) if args.guidance else (mc.stream.guidance_video,
+                                                                          mc.stream.guidance_audio)
+    cfg = PretrainConfig(data=args.data, stage=1 if args.speech_only else 2)
+    L = mc.stream.text_lookback
+    ds = LatentChunks(args.data, args.split, prompt=clip_prompts(cfg, pipe), null_prompt_ids=prompt_ids(pipe.tokenizer, ""),
+                      history_frames=mc.history_frames, audio_frames=mc.audio_latent_frames,
+                      audio_only=args.speech_only, audio_rate=mc.audio_latent_rate, train=False,
+                      text_lookback=None if L is None else (L, L), sink=mc.stream.sink, uncond_record=True,
+                      ref_audio_prob=0.0)
+    judge = load_judge(args.judge)
+    picks = np.linspace(0, len(ds.clips) - 1, min(args.clips, len(ds.clips))).round().astype(int)
+    g = torch.Generator().manual_seed(args.seed)
+    refs, hyps, truths = [], [], []
+    for c in picks:
+        items = [i for i, (cc, _) in enumerate(ds.items) if cc == c]
+        chunks = []
+        for i in items:
+            s = ds.sample(i, np.random.default_rng([args.seed, i]))
+            rec, rows = s["record"], collate([s["record"], s["uncond_record"]])
+            with torch.no_grad():
+                prefix = m.orchestrator.encode_prefix(rec.orchestrator)
+                conditions = [] if args.speech_only else rows.conditions(m.dit)
+                cache = m.dit.encode_conditions(conditions, rows.context)
+
+                def velocity(x_v, x_a, t):
+                    c_a, _ = m.orchestrator.condition(prefix, x_a, t)
+                    xv2 = None if x_v is None else torch.cat([x_v, x_v])
+                    v_v, v_a = m.dit(xv2, torch.cat([x_a, x_a]), torch.cat([c_a, torch.zeros_like(c_a)]),
+                                     torch.cat([t, t]), cache)
+                    mix = lambda v, s: None if v is None else v.chunk(2)[1] + s * (v.chunk(2)[0] - v.chunk(2)[1])  # noqa: E731
+                    return mix(v_v, gv), mix(v_a, ga)
+
+                x_a = torch.randn((1, *s["audio"].shape), generator=g)
+                x_v = None if args.speech_only else torch.randn((1, *s["video"].shape), generator=g)
+                _, z_a = euler_sample(velocity, x_v, x_a, args.steps, mc.stream.shift)
+            chunks.append(z_a[0])
+        clip = ds.clips[c]
+        with torch.no_grad():
+            wave = m.audio_codec.decode(torch.cat(chunks)[None].float())[0].mean(0).numpy()
+            true = m.audio_codec.decode(clip["audio_latents"][None].float())[0].mean(0).numpy()
+        sr = mc.audio.sample_rate
+        refs.append(clip["text"])
+        hyps.append(judge.transcribe(wave, sr))
+        truths.append(judge.transcribe(true, sr))
+        print(json.dumps({"clip": clip["key"], "text": refs[-1], "forced": hyps[-1], "truth": truths[-1]}), flush=True)
+    print(json.dumps({"pipeline": args.pipeline, "clips": len(refs), "steps": args.steps, "guidance": [gv, ga],
+                      "wer_forced": round(wer(refs, hyps), 3), "wer_truth": round(wer(refs, truths), 3)}))
+
+
+if __name__ == "__main__":
+    main()
