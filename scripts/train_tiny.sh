@@ -5,7 +5,8 @@
 # Every step resumes or is skipped when its result is already there, so an interrupted run goes on.
 #   bash scripts/train_tiny.sh                       # defaults below (several hours on 2 cores)
 #   RUN=runs/x CLIPS=64 JUDGE_STEPS=100 STAGE2_STEPS=200 bash scripts/train_tiny.sh
-#   REUSE_BUNDLED=1 bash scripts/train_tiny.sh      # the bundled judge and tiny-codecs instead of training them
+#   REUSE_BUNDLED=1 bash scripts/train_tiny.sh      # the bundled judge, tiny-codecs (and tiny-stage1, when it is
+#                                                   # there and the size is the preset's) instead of training them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,14 +76,21 @@ if [ ! -f "$RUN/latents/index.json" ]; then
     --workers "$(nproc)" > /dev/null
 fi
 
-step "pretraining stage 1 ($STAGE1_STEPS steps)"
-# stage 1 has no video: a sample's cost is its orchestrator prefix (89 % of a step), so 8 noise draws share it
-$SC train pretrain --config configs/pretrain_tiny.yaml --stage 1 --init "$RUN/init" --data "$RUN/latents" \
-  --out-dir "$RUN/stage1" --steps "$STAGE1_STEPS" --set noise_draws=8 > "$RUN/stage1.json"
+STAGE1="$RUN/stage1/final"
+if [ "${REUSE_BUNDLED:-0}" = 1 ] && [ -f src/streamchar/bundled/tiny-stage1/model_index.json ] && [ -z "$MODEL_SETTINGS" ] \
+   && [ ! -f "$STAGE1/model_index.json" ]; then
+  STAGE1=src/streamchar/bundled/tiny-stage1  # the shipped result of stage 1 (its card says how it was trained)
+  step "pretraining stage 1: the bundled tiny-stage1"
+else
+  step "pretraining stage 1 ($STAGE1_STEPS steps)"
+  # stage 1 has no video: a sample's cost is its orchestrator prefix (89 % of a step), so 8 noise draws share it
+  $SC train pretrain --config configs/pretrain_tiny.yaml --stage 1 --init "$RUN/init" --data "$RUN/latents" \
+    --out-dir "$RUN/stage1" --steps "$STAGE1_STEPS" --set noise_draws=8 --set export_every=500 > "$RUN/stage1.json"
+fi
 
 step "pretraining stage 2 ($STAGE2_STEPS steps)"
-$SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$RUN/stage1/final" --data "$RUN/latents" \
-  --out-dir "$RUN/stage2" --steps "$STAGE2_STEPS" > "$RUN/stage2.json"
+$SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$STAGE1" --data "$RUN/latents" \
+  --out-dir "$RUN/stage2" --steps "$STAGE2_STEPS" --set export_every=500 > "$RUN/stage2.json"
 
 step "sample (the teacher with guidance: the model is pretrained, not distilled) of a held-out identity"
 .venv/bin/python - "$RUN" <<'PY'

@@ -239,13 +239,17 @@ def test_stage1_all_trains_the_shared_dit_but_not_the_video_only_parts(latents, 
             "dit.blocks.0.audio_ffn.0.weight"} <= changed
     # no video in stage 1: the video-only parts get no gradient and stay as they were
     assert not {"dit.patch_embedding.weight", "dit.head.head.weight", "dit.blocks.0.ffn.0.weight"} & changed
+    assert not any(model.get_parameter(n).requires_grad for n in ("dit.patch_embedding.weight", "dit.head.head.weight",
+                                                                   "dit.blocks.0.ffn.0.weight"))
     with pytest.raises(StreamCharError, match="config field stage1_dit"):
         PretrainConfig.from_dict({"data": "x", "stage": 1, "stage1_dit": "video"})
 
 
-def test_resume_gives_the_same_losses(latents, tmp_path):
+@pytest.mark.parametrize("stage, stage1_dit", [(2, "audio_path"), (1, "all")])
+def test_resume_gives_the_same_losses(latents, tmp_path, stage, stage1_dit):
     def run(out, steps, resume=False):
-        cfg = make_cfg(latents, out, steps=steps, ckpt_every=3, ema_decay=0.9)
+        cfg = make_cfg(latents, out, stage=stage, steps=steps, ckpt_every=3, ema_decay=0.9)
+        cfg.stage1_dit = stage1_dit
         _, model, ds = setup(cfg)
         trainer = Trainer(model, pretrain_loss, LatentLoader(ds, seed=0), cfg.train, blocks=model.blocks)
         if resume:

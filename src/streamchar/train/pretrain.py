@@ -155,6 +155,12 @@ def is_audio_path(name: str) -> bool:
     return name.startswith(AUDIO_PATH) or ".audio_ffn." in name
 
 
+def is_video_only(name: str) -> bool:
+    """DiT parameters only video tokens reach (no gradient without video): patch embedding, video head, the
+    blocks' video FFN expert."""
+    return name.startswith(("patch_embedding.", "head.")) or (name.startswith("blocks.") and ".ffn." in name)
+
+
 class StreamCharTrainable(nn.Module):
     """The trainable parts (DiT + orchestrator with its pointer) and the loss. The text encoder and the
     codecs stay outside, frozen: prompt contexts come precomputed in the records."""
@@ -169,7 +175,7 @@ class StreamCharTrainable(nn.Module):
         for p in orchestrator.parameters():
             p.requires_grad_(True)
         for name, p in dit.named_parameters():
-            p.requires_grad_(stage == 2 or stage1_dit == "all" or is_audio_path(name))
+            p.requires_grad_(stage == 2 or is_audio_path(name) or (stage1_dit == "all" and not is_video_only(name)))
 
     @property
     def blocks(self) -> BlockChain:
