@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="latent folder (streamchar data encode) the model trained on")
     ap.add_argument("--split", default="test")
     ap.add_argument("--clips", type=int, default=3, help="held-out clips, spread over the split")
+    ap.add_argument("--max-chunks", type=int, default=None, help="only clips of at most this many chunks")
     ap.add_argument("--steps", type=int, default=50, help="Euler steps per chunk")
     ap.add_argument("--guidance", default=None, help="video,audio scales (default: the model's stream settings)")
     ap.add_argument("--speech-only", action="store_true", help="sample audio alone (a stage-1 model)")
@@ -57,7 +58,10 @@ def main() -> None:
                       text_lookback=None if L is None else (L, L), sink=mc.stream.sink, uncond_record=True,
                       ref_audio_prob=0.0)
     judge = load_judge(args.judge)
-    picks = np.linspace(0, len(ds.clips) - 1, min(args.clips, len(ds.clips))).round().astype(int)
+    pool = [c for c, clip in enumerate(ds.clips) if args.max_chunks is None or len(clip["pap_end"]) <= args.max_chunks]
+    if not pool:
+        raise SystemExit(f"no {args.split} clip has at most {args.max_chunks} chunks")
+    picks = [pool[j] for j in np.linspace(0, len(pool) - 1, min(args.clips, len(pool))).round().astype(int)]
     g = torch.Generator().manual_seed(args.seed)
     refs, hyps, truths = [], [], []
     for c in picks:
