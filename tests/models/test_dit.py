@@ -92,7 +92,7 @@ def _no_grad(p):
 def test_modality_experts_route_by_modality():
     torch.manual_seed(0)
     blk = JointBlock(CFG.dit)
-    rope = (torch.ones(40, 16), torch.zeros(40, 16))
+    rope = torch.ones(40, 16, dtype=torch.complex64)  # no rotation
     x = torch.randn(1, 40, CFG.dit.dim, requires_grad=True)
     e = torch.randn(1, 1, 6, CFG.dit.dim)
     tkv = blk.cross_attn.kv(torch.randn(1, 5, CFG.dit.dim))

@@ -33,13 +33,13 @@ def test_condition_positions():
 
 def test_rope_is_a_rotation_and_relative():
     rope = ModalityRoPE(32)
-    x = torch.randn(1, 2, 5, 32)
+    x = torch.randn(1, 5, 2, 32)
     pos = rope.video_positions(torch.arange(5), 1, 1)
-    y = apply_rope(x, *rope(pos))
+    y = apply_rope(x, rope(pos))
     assert torch.allclose(x.norm(dim=-1), y.norm(dim=-1), atol=1e-5)
     # q.k depends only on the position difference: shift every position by -7
-    q, k = torch.randn(1, 1, 5, 32), torch.randn(1, 1, 5, 32)
-    a = apply_rope(q, *rope(pos)) @ apply_rope(k, *rope(pos)).transpose(-1, -2)
+    q, k = torch.randn(1, 5, 1, 32), torch.randn(1, 5, 1, 32)
+    a = apply_rope(q, rope(pos))[:, :, 0] @ apply_rope(k, rope(pos))[:, :, 0].transpose(-1, -2)
     pos2 = rope.video_positions(torch.arange(5) - 7, 1, 1)
-    b = apply_rope(q, *rope(pos2)) @ apply_rope(k, *rope(pos2)).transpose(-1, -2)
+    b = apply_rope(q, rope(pos2))[:, :, 0] @ apply_rope(k, rope(pos2))[:, :, 0].transpose(-1, -2)
     assert torch.allclose(a, b, atol=1e-4)

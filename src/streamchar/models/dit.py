@@ -28,7 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from streamchar.config import DiTConfig
+from streamchar.device import cpu_has_amx
 from streamchar.models.rope import ModalityRoPE, apply_rope, condition_layout
+
+_CPU_AMX = cpu_has_amx()  # read once: the attention kernel's dtype on a CPU
 
 # ---- small parts ---------------------------------------------------------------------------------------
 
@@ -38,8 +41,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x):  # normalised in float32 (one fused kernel), scaled in the input dtype
-        return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype) * self.weight
+    def forward(self, x):  # normalised and scaled in float32 (one fused kernel), returned in the input dtype
+        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -62,10 +65,10 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 def attention(q, k, v, mask=None):
     """(B, H, Lq, D) x (B, H, Lk, D) -> (B, Lq, H*D). SDPA: flash / memory-efficient kernels on CUDA.
 
-    On the CPU a half-precision model attends in float32: PyTorch's CPU flash kernel is slower in bf16 than in
-    float32 (measured on an AVX512-BF16 core at 8 heads x 576 tokens x 64: 16.5 ms against 12.4 ms), while the
-    projections around it keep bf16's faster GEMMs (benchmarks/bench_peer.py, `--dtype bf16`)."""
-    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+    On a CPU without AMX tiles a half-precision model attends in float32: there PyTorch's CPU flash kernel is
+    slower in bf16 than in float32 (AVX512-BF16 core, 8 heads x 576 tokens x 64: 16.5 ms against 12.4 ms),
+    while on an AMX core bf16 is 2.3x faster (2.2 ms against 5.2 ms); see `device.cpu_has_amx`."""
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and not _CPU_AMX:
         out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -103,9 +106,10 @@ class Attention(nn.Module):
 
 class SelfAttention(Attention):
     def qkv(self, x, rope):
-        """x: (B, L, dim) -> q, k, v: (B, H, L, D), q and k rotated."""
-        q, k, v = self.heads(self.norm_q(self.q(x))), self.heads(self.norm_k(self.k(x))), self.heads(self.v(x))
-        return apply_rope(q, *rope), apply_rope(k, *rope), v
+        """x: (B, L, dim) -> q, k, v: (B, H, L, D), q and k rotated (in (B, L, H, D) order: contiguous pairs)."""
+        q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)), rope)
+        k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1)), rope)
+        return q.transpose(1, 2), k.transpose(1, 2), self.heads(self.v(x))
 
 
 class CrossAttention(Attention):
@@ -303,15 +307,18 @@ class JointDiT(nn.Module):
         a_pos = self.rope.audio_positions(x_a.shape[1], device=x_a.device)
         a_rope = self.rope(a_pos)
         a = self.audio_embedding(x_a.to(dtype)) + c_a.to(dtype)
-        for layer in self.audio_encoder:
+        for layer in self.audio_encoder if x_a.shape[1] else ():  # no audio tokens: nothing to fuse
             a = layer(a, a_rope)
-        return torch.cat([v_tokens, a], 1), torch.cat([v_pos, a_pos], 0), grid, a_rope
+        x = torch.cat([v_tokens, a], 1) if x_a.shape[1] else v_tokens
+        return x, torch.cat([v_pos, a_pos], 0), grid, a_rope
 
     def outputs(self, x, e, grid, num_video, a_rope):
         """Final tokens -> video velocity (B, C, T, H, W) and audio velocity (B, T_a, C_a)."""
         e_v, e_a = (e, e) if e.shape[1] == 1 else (e[:, :num_video], e[:, num_video:])
         v = self.unpatchify(self.head(x[:, :num_video], e_v), grid).float() if grid is not None else None
         a = x[:, num_video:]
+        if a.shape[1] == 0:  # video alone (no audio tokens): no audio decoder work
+            return v, a.new_zeros(a.shape[0], 0, self.audio_channels, dtype=torch.float32)
         for layer in self.audio_decoder:
             a = layer(a, a_rope)
         return v, self.audio_head(a, e_a).float()
