@@ -3,6 +3,8 @@
     judge         the SynthTalk speech judge (eval/judge.py), WER for SynthTalk speech
     tiny-codecs   a pipeline skeleton with the trained tiny codecs (video_codec/, audio_codec/, config.yaml);
                   the trained DiT and orchestrator join it in later releases
+    tiny-stage1   the tiny pipeline after pretraining stage 1 (speech only: its video side is random), what
+                  stage 2 of scripts/train_tiny.sh starts from; its codecs are tiny-codecs' (shared, not copied)
 
 Each folder holds final weights only (safetensors) and a card saying how it was trained. `CHARACTER` is the
 bundled character's portrait (the demo's and the server's default reference image).
