@@ -8,6 +8,10 @@ the speech judge. Drift of a free stream is taken out, so this separates "the au
 
     python scripts/forced_wer.py runs/plan/stage1/final --data runs/plan/latents --speech-only --clips 3
     python scripts/forced_wer.py runs/plan/stage2/final --data runs/plan/latents --clips 3 --guidance 1,3
+    python scripts/forced_wer.py runs/plan/stage2/final --data runs/plan/latents --start-t 0.5  # SDEdit from the truth
+
+`--start-t t0 < 1` starts each chunk's audio from its true latents noised to t0 (and integrates from there):
+WER against t0 shows at which noise level the model loses the words (coarse plan vs fine detail).
 
 Prints JSON: the judge's WER on the forced samples, on the true latents through the codec, and per clip texts.
 """
@@ -32,10 +36,16 @@ def main() -> None:
     ap.add_argument("--guidance", default=None, help="video,audio scales (default: the model's stream settings)")
     ap.add_argument("--speech-only", action="store_true", help="sample audio alone (a stage-1 model)")
     ap.add_argument("--judge", default=None, help="judge folder (default: the bundled one)")
+    ap.add_argument("--start-t", type=float, default=1.0,
+                    help="start the audio from the true latents noised to this t (1: pure noise, the real task)")
+    ap.add_argument("--shift", type=float, default=None, help="the sampler's timestep shift (default: the model's)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if not 0.0 < args.start_t <= 1.0:
+        raise SystemExit(f"--start-t must be in (0, 1], got {args.start_t}")
 
-    from streamchar.diffusion.samplers import euler_sample
+    from streamchar.diffusion.flow import noisy
+    from streamchar.diffusion.samplers import euler_timesteps
     from streamchar.eval.asr import wer
     from streamchar.eval.judge import load_judge
     from streamchar.pipeline import StreamChar
@@ -85,8 +95,18 @@ def main() -> None:
 
                 x_a = torch.randn((1, *s["audio"].shape), generator=g)
                 x_v = None if args.speech_only else torch.randn((1, *s["video"].shape), generator=g)
-                _, z_a = euler_sample(velocity, x_v, x_a, args.steps, mc.stream.shift)
-            chunks.append(z_a[0])
+                t0 = args.start_t
+                ts = [t for t in euler_timesteps(args.steps, args.shift or mc.stream.shift) if t < t0]
+                ts = [t0, *ts]
+                if t0 < 1.0:  # SDEdit: both modalities from their truth at t0
+                    x_a = noisy(s["audio"][None].float(), x_a, torch.tensor([t0]))
+                    if x_v is not None:
+                        x_v = noisy(s["video"][None].float(), x_v, torch.tensor([t0]))
+                for t, t_next in zip(ts[:-1], ts[1:]):  # Euler, as samplers.euler_sample
+                    v_v, v_a = velocity(x_v, x_a, torch.full((1,), t))
+                    x_v = None if x_v is None else x_v + (t_next - t) * v_v
+                    x_a = x_a + (t_next - t) * v_a
+            chunks.append(x_a[0])
         clip = ds.clips[c]
         with torch.no_grad():
             wave = m.audio_codec.decode(torch.cat(chunks)[None].float())[0].mean(0).numpy()
@@ -97,6 +117,7 @@ def main() -> None:
         truths.append(judge.transcribe(true, sr))
         print(json.dumps({"clip": clip["key"], "text": refs[-1], "forced": hyps[-1], "truth": truths[-1]}), flush=True)
     print(json.dumps({"pipeline": args.pipeline, "clips": len(refs), "steps": args.steps, "guidance": [gv, ga],
+                      "start_t": args.start_t, "shift": args.shift or mc.stream.shift,
                       "wer_forced": round(wer(refs, hyps), 3), "wer_truth": round(wer(refs, truths), 3)}))
 
 
