@@ -86,3 +86,26 @@ def test_tiny_reads_phonemes_and_the_frontend_must_match_the_tokenizer(tok):
     cfg.orchestrator.text_frontend = "braille"
     with pytest.raises(StreamCharError, match="text_frontend"):
         cfg.validate()
+
+
+def test_alignment_spans_follow_the_clips_own_phoneme_times(tok):
+    """Given the clip's phoneme events (as SynthTalk stores them), a word's phoneme tokens start where its
+    phonemes start (en-us: the frontend's own accent, so the counts match), not at even splits."""
+    speech = synthesize(TEXT, Voice("en-us"))
+    words = [w.__dict__ for w in speech.words]
+    phonemes = [p.__dict__ for p in speech.phonemes]
+    ids, exact = token_spans(TEXT, words, tok, phonemes)
+    _, even = token_spans(TEXT, words, tok)
+    assert ids == tok(TEXT)["input_ids"]
+    assert np.array_equal(np.isnan(exact), np.isnan(even))
+    symbols = tok.phonemize(TEXT)
+    moved = 0
+    for w in words:
+        mine = [j for j, (s, (ca, _)) in enumerate(symbols) if ca == w["char_start"] and s in PHONEMES]
+        inside = [p for p in phonemes if w["start"] - 1e-6 <= (p["start"] + p["end"]) / 2 < w["end"] + 1e-6]
+        assert len(mine) == len(inside)
+        assert exact[mine[0], 0] == pytest.approx(w["start"]) and exact[mine[-1], 1] == pytest.approx(w["end"])
+        for j, p in zip(mine[1:], inside[1:]):
+            assert exact[j, 0] == pytest.approx(max(p["start"], w["start"]))
+        moved += int(np.abs(exact[mine] - even[mine]).max() > 0.01)
+    assert moved >= len(words) // 2  # espeak's phonemes are not of equal length

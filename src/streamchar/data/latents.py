@@ -94,7 +94,7 @@ def encode_clip(mp4: bytes, meta: dict, model, device="cpu") -> tuple[dict, dict
     wave = torch.from_numpy(wave).to(device, dtype).unflatten(1, (n, S)).transpose(0, 1)  # (n, ch, S)
     audio_latents = model.audio_codec.encode(wave).flatten(0, 1)  # (n * 33, C_a)
     ids, targets = pap_targets(meta["text"], meta["words"], model.tokenizer, cfg.chunk_seconds, n)
-    _, spans = token_spans(meta["text"], meta["words"], model.tokenizer)
+    _, spans = token_spans(meta["text"], meta["words"], model.tokenizer, meta.get("phonemes"))
     tensors = {"video_latents": video_latents.float().cpu(), "reference_latent": reference.float().cpu(),
                "audio_latents": audio_latents.float().cpu(), "token_ids": torch.tensor(ids, dtype=torch.int64),
                "token_spans": torch.from_numpy(spans).float().reshape(len(ids), 2)}

@@ -9,7 +9,8 @@ its speech (WER 0.97): c_a carried almost nothing of the text.
 The aid gives the orchestrator a direct signal: at every E_cond position (the noisy-audio tail that becomes
 c_a), the LM's final state is read through its own tied token embeddings as logits over the vocabulary, and a
 cross-entropy asks for the token being spoken in that frame (from the word timings; a word's tokens share
-its span evenly; frames of silence are ignored). Nothing is added to the model: the readout is the LM's
+its span, at its phonemes' own times where the clip gives them (`token_spans`); frames of silence are
+ignored). Nothing is added to the model: the readout is the LM's
 embedding matrix, and inference never computes it. `align_weight` (pretraining config) scales it; 0 turns
 it off (the `paper` default).
 """
@@ -23,21 +24,30 @@ import torch.nn.functional as F
 IGNORE = -100  # frames of silence (no token is being spoken)
 
 
-def token_spans(text: str, words: list[dict], tokenizer) -> tuple[list[int], np.ndarray]:
+def token_spans(text: str, words: list[dict], tokenizer, phonemes: list[dict] | None = None
+                ) -> tuple[list[int], np.ndarray]:
     """Token ids of `text` and each token's (start, end) in seconds (N, 2); NaN for tokens of no word
-    (spaces, punctuation). A word's tokens split its span evenly, in order."""
+    (spaces, punctuation). A word's n tokens share its span in order: at the times of the clip's own phonemes
+    in that word (`phonemes`: SynthTalk's `{"ipa", "start", "end"}`, each in the word its midpoint falls in)
+    where it gives them, else evenly. With m phonemes the word's boundaries are its start, the starts of
+    phonemes 1..m-1 and its end; token r starts at boundary r * m / n (interpolated), so n = m is exact."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     owner = []  # per token: the index of the first word its characters overlap, or -1
     for a, b in offsets:
         hit = [i for i, w in enumerate(words) if w["char_start"] < b and a < w["char_end"]]
         owner.append(hit[0] if hit else -1)
+    mids = np.array([(p["start"] + p["end"]) / 2 for p in phonemes or []])
     spans = np.full((len(ids), 2), np.nan)
     for i, w in enumerate(words):
         mine = [j for j, o in enumerate(owner) if o == i]
-        step = (w["end"] - w["start"]) / max(len(mine), 1)
+        inside = [p for p, c in zip(phonemes or [], mids) if w["start"] - 1e-6 <= c < w["end"] + 1e-6]
+        inner = [min(max(p["start"], w["start"]), w["end"]) for p in inside[1:]]
+        bounds = np.array([w["start"], *inner, w["end"]])  # (m + 1,) the word's phoneme boundaries
+        at = np.interp(np.arange(len(mine) + 1) * (len(bounds) - 1) / max(len(mine), 1),
+                       np.arange(len(bounds)), bounds)  # (n + 1,) token r spans [at[r], at[r + 1])
         for r, j in enumerate(mine):
-            spans[j] = (w["start"] + r * step, w["start"] + (r + 1) * step)
+            spans[j] = (at[r], at[r + 1])
     return ids, spans
 
 

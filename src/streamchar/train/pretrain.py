@@ -400,7 +400,7 @@ def clip_frame_tokens(tokenizer, rate: float):
         token_ids = tensors["token_ids"].tolist()
         if "token_spans" in tensors:
             return frame_tokens(token_ids, tensors["token_spans"].double().numpy(), n_frames, rate)
-        ids, spans = token_spans(meta.get("text", ""), meta.get("words", []), tokenizer)
+        ids, spans = token_spans(meta.get("text", ""), meta.get("words", []), tokenizer, meta.get("phonemes"))
         if ids != token_ids:
             raise StreamCharError(f"clip {meta.get('key')}: its stored token ids are not this model's tokenizer's "
                                   "(encode the latents again with this model)")
