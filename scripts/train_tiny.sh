@@ -17,7 +17,7 @@ JUDGE_STEPS=${JUDGE_STEPS:-3000}
 VIDEO_STEPS=${VIDEO_STEPS:-4500}
 AUDIO_STEPS=${AUDIO_STEPS:-6000}
 STAGE1_STEPS=${STAGE1_STEPS:-2000}
-STAGE2_STEPS=${STAGE2_STEPS:-12000}
+STAGE2_STEPS=${STAGE2_STEPS:-3000}  # 82 min on 2 cores: a whole stage fits one session (tiny-stage2's card)
 # the model's size (config settings for `streamchar convert --set`), chosen by scripts/size_sweep.py
 MODEL_SETTINGS=${MODEL_SETTINGS:-}
 SC=${SC:-.venv/bin/streamchar}
