@@ -7,6 +7,7 @@
 #   RUN=runs/x CLIPS=64 JUDGE_STEPS=100 STAGE2_STEPS=200 bash scripts/train_tiny.sh
 #   REUSE_BUNDLED=1 bash scripts/train_tiny.sh      # the bundled judge, tiny-codecs (and tiny-stage1, when it is
 #                                                   # there and the size is the preset's) instead of training them
+#   STAGE2_INIT=src/streamchar/bundled/tiny-stage2 REUSE_BUNDLED=1 bash scripts/train_tiny.sh  # stage 2 goes on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,8 +89,10 @@ else
     --out-dir "$RUN/stage1" --steps "$STAGE1_STEPS" --set noise_draws=8 --set export_every=500 > "$RUN/stage1.json"
 fi
 
-step "pretraining stage 2 ($STAGE2_STEPS steps)"
-$SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$STAGE1" --data "$RUN/latents" \
+# STAGE2_INIT continues stage 2 from a given pipeline (e.g. the bundled tiny-stage2) instead of stage 1's result
+STAGE2_INIT=${STAGE2_INIT:-$STAGE1}
+step "pretraining stage 2 ($STAGE2_STEPS steps from $STAGE2_INIT)"
+$SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$STAGE2_INIT" --data "$RUN/latents" \
   --out-dir "$RUN/stage2" --steps "$STAGE2_STEPS" --set export_every=500 > "$RUN/stage2.json"
 
 step "sample (the teacher with guidance: the model is pretrained, not distilled) of a held-out identity"

@@ -36,6 +36,18 @@ def test_resolve_checkpoint(tmp_path):
         assert resolve_checkpoint(name).is_dir()
 
 
+def test_train_init_takes_a_bundled_name_and_names_the_option(skeleton, capsys):
+    from streamchar.cli.options import model_folder
+
+    for name in bundled_names():
+        if (resolve_checkpoint(name) / "dit").is_dir():  # a trained pipeline (tiny-stage1, ...) starts a stage
+            assert model_folder(name, "--init") == resolve_checkpoint(name)
+    assert main(["train", "pretrain", "--init", "no-such-model", "--steps", "1"]) != 0
+    assert "--init no-such-model: no such folder, and not a bundled model (bundled: " in capsys.readouterr().err
+    with pytest.raises(StreamCharError, match="--teacher .* holds the codecs only"):
+        model_folder(str(skeleton / "skel"), "--teacher")
+
+
 def test_eval_codecs_json(make_synthtalk, skeleton, capsys, one_thread):
     data = make_synthtalk(3, seed=0)
     code = main(["eval-codecs", "--data", str(data), "--checkpoint", str(skeleton / "skel"), "--json",

@@ -39,13 +39,13 @@ def seed(value: str) -> int:
     return x
 
 
-def model_folder(value: str) -> Path:
-    """--checkpoint: a folder, or a bundled name; a codecs-only skeleton cannot generate."""
+def model_folder(value: str, option: str = "--checkpoint") -> Path:
+    """--checkpoint / --init: a folder, or a bundled name; a codecs-only skeleton cannot generate."""
     from streamchar.bundled import resolve_checkpoint
 
-    path = resolve_checkpoint(value)
+    path = resolve_checkpoint(value, option)
     if (path / "video_codec").is_dir() and not (path / "dit").is_dir():
-        raise StreamCharError(f"--checkpoint {value} holds the codecs only (no trained DiT / orchestrator yet): "
+        raise StreamCharError(f"{option} {value} holds the codecs only (no trained DiT / orchestrator yet): "
                               "use it with `streamchar eval-codecs` or `convert --video-vae/--audio-vae`")
     return path
 

@@ -7,7 +7,6 @@ import json
 from streamchar.cli.options import model_folder, print_report, train_overrides
 from streamchar.configs import resolve_config
 from streamchar.errors import StreamCharError
-from streamchar.paths import input_folder
 
 
 def cmd_train_codec(args) -> int:
@@ -39,7 +38,7 @@ def cmd_train_pretrain(args) -> int:
     if args.stage is not None:
         cfg.stage = args.stage
     if args.init is not None:
-        cfg.init = str(input_folder(args.init, "--init"))
+        cfg.init = str(model_folder(args.init, "--init"))
     return print_report(run_pretrain(train_overrides(cfg, args)))
 
 
@@ -48,7 +47,7 @@ def cmd_train_distill_dmd(args) -> int:
 
     cfg = DMDConfig.from_yaml(resolve_config(args.config or "distill_dmd_tiny"))
     if args.init is not None:
-        cfg.init = str(model_folder(args.init))
+        cfg.init = str(model_folder(args.init, "--init"))
     return print_report(run_distill_dmd(train_overrides(cfg, args)))
 
 
@@ -57,9 +56,9 @@ def cmd_train_distill_rollout(args) -> int:
 
     cfg = RolloutConfig.from_yaml(resolve_config(args.config or "distill_rollout_tiny"))
     if args.init is not None:
-        cfg.init = str(model_folder(args.init))
+        cfg.init = str(model_folder(args.init, "--init"))
     if args.teacher is not None:
-        cfg.teacher = str(model_folder(args.teacher))
+        cfg.teacher = str(model_folder(args.teacher, "--teacher"))
     cfg.sink = False if args.no_sink else cfg.sink
     cfg.one_chunk = cfg.one_chunk or args.one_chunk
     return print_report(run_distill_rollout(train_overrides(cfg, args)))
@@ -87,7 +86,7 @@ def add_commands(sub) -> None:
                         "earlier run there resumes without it; a folder that holds no run is refused)")
         if name == "pretrain":
             tp.add_argument("--stage", type=int, choices=[1, 2], help="1: speech alone; 2: joint audio-video")
-            tp.add_argument("--init", help="override init: a pipeline folder to start from (e.g. stage 1's final)")
+            tp.add_argument("--init", help="override init: a pipeline folder or a bundled name to start from (e.g. stage 1's final, tiny-stage1)")
         if name == "distill-dmd":
             tp.add_argument("--init", help="override init: the teacher (a pipeline folder or a bundled name)")
         if name == "distill-rollout":
