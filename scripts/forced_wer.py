@@ -39,13 +39,19 @@ def main() -> None:
     ap.add_argument("--start-t", type=float, default=1.0,
                     help="start the audio from the true latents noised to this t (1: pure noise, the real task)")
     ap.add_argument("--shift", type=float, default=None, help="the sampler's timestep shift (default: the model's)")
+    ap.add_argument("--guidance-interval", default=None,
+                    help="lo,hi: guide only at t in [lo, hi] (the conditional velocity elsewhere)")
+    ap.add_argument("--solver", default="euler", choices=["euler", "ancestral", "renoise"],
+                    help="the teacher's rule (diffusion/samplers.py); SDEdit starts (--start-t) need euler")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if not 0.0 < args.start_t <= 1.0:
         raise SystemExit(f"--start-t must be in (0, 1], got {args.start_t}")
+    if args.start_t < 1.0 and args.solver != "euler":
+        raise SystemExit("--start-t < 1 (SDEdit) is done with --solver euler")
 
     from streamchar.diffusion.flow import noisy
-    from streamchar.diffusion.samplers import euler_timesteps
+    from streamchar.diffusion.samplers import ancestral_sample, euler_timesteps, renoise_sample
     from streamchar.eval.asr import wer
     from streamchar.eval.judge import load_judge
     from streamchar.pipeline import StreamChar
@@ -67,6 +73,11 @@ def main() -> None:
                       audio_only=args.speech_only, audio_rate=mc.audio_latent_rate, train=False,
                       text_lookback=None if L is None else (L, L), sink=mc.stream.sink, uncond_record=True,
                       ref_audio_prob=0.0)
+    lo, hi = map(float, args.guidance_interval.split(",")) if args.guidance_interval else (0.0, 1.0)
+
+    def scales(t: float) -> tuple[float, float]:
+        return (gv, ga) if lo <= t <= hi else (1.0, 1.0)
+
     judge = load_judge(args.judge)
     pool = [c for c, clip in enumerate(ds.clips) if args.max_chunks is None or len(clip["pap_end"]) <= args.max_chunks]
     if not pool:
@@ -87,6 +98,7 @@ def main() -> None:
 
                 def velocity(x_v, x_a, t):
                     c_a, _ = m.orchestrator.condition(prefix, x_a, t)
+                    gv, ga = scales(float(t[0]))
                     xv2 = None if x_v is None else torch.cat([x_v, x_v])
                     v_v, v_a = m.dit(xv2, torch.cat([x_a, x_a]), torch.cat([c_a, torch.zeros_like(c_a)]),
                                      torch.cat([t, t]), cache)
@@ -102,6 +114,10 @@ def main() -> None:
                     x_a = noisy(s["audio"][None].float(), x_a, torch.tensor([t0]))
                     if x_v is not None:
                         x_v = noisy(s["video"][None].float(), x_v, torch.tensor([t0]))
+                if args.solver != "euler":
+                    sample = ancestral_sample if args.solver == "ancestral" else renoise_sample
+                    x_v, x_a = sample(velocity, x_v, x_a, args.steps, args.shift or mc.stream.shift, generator=g)
+                    ts = []
                 for t, t_next in zip(ts[:-1], ts[1:]):  # Euler, as samplers.euler_sample
                     v_v, v_a = velocity(x_v, x_a, torch.full((1,), t))
                     x_v = None if x_v is None else x_v + (t_next - t) * v_v
@@ -118,6 +134,7 @@ def main() -> None:
         print(json.dumps({"clip": clip["key"], "text": refs[-1], "forced": hyps[-1], "truth": truths[-1]}), flush=True)
     print(json.dumps({"pipeline": args.pipeline, "clips": len(refs), "steps": args.steps, "guidance": [gv, ga],
                       "start_t": args.start_t, "shift": args.shift or mc.stream.shift,
+                      "guidance_interval": [lo, hi], "solver": args.solver,
                       "wer_forced": round(wer(refs, hyps), 3), "wer_truth": round(wer(refs, truths), 3)}))
 
 

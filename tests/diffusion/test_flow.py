@@ -3,7 +3,8 @@ import torch
 
 from streamchar.config import tiny
 from streamchar.diffusion.flow import flow_loss, noisy, predict_x0, sample_t, shift_sigma
-from streamchar.diffusion.samplers import euler_sample, euler_timesteps, student_sample, student_timesteps
+from streamchar.diffusion.samplers import (ancestral_sample, euler_sample, euler_timesteps, renoise_sample,
+                                          student_sample, student_timesteps)
 from streamchar.models.dit import JointDiT
 from streamchar.models.orchestrator import Orchestrator, OrchestratorInputs
 
@@ -44,6 +45,34 @@ def test_samplers_land_on_the_data_with_the_exact_field():
     assert torch.allclose(ev, z_v, atol=1e-5) and torch.allclose(ea, z_a, atol=1e-5)
     sv, sa = student_sample(f, x_v, x_a, student_timesteps([1000, 750, 500, 250], 5.0), generator=g)
     assert torch.allclose(sv, z_v, atol=1e-5) and torch.allclose(sa, z_a, atol=1e-5)
+    for rule in (ancestral_sample, renoise_sample):
+        av, aa = rule(f, x_v, x_a, steps=7, shift=5.0, generator=g)
+        assert torch.allclose(av, z_v, atol=1e-5) and torch.allclose(aa, z_a, atol=1e-5)
+
+
+def test_teacher_solvers_on_a_gaussian_with_its_exact_field():
+    """Data N(mu, s^2) per coordinate and the exact velocity (x_t - E[x0 | x_t]) / t: Euler (the ODE) and the
+    ancestral sampler (the SDE) give the data's mean and spread; renoise keeps the mean and shrinks the spread
+    (it restarts every step from the posterior mean: the lower temperature its docstring states)."""
+    mu, s = 1.5, 0.4
+
+    def f(x_v, x_a, t):
+        tt = t.reshape(-1, 1, 1).to(x_a.dtype)
+        x0 = mu + (1 - tt) * s**2 / ((1 - tt) ** 2 * s**2 + tt**2) * (x_a - (1 - tt) * mu)
+        return None, (x_a - x0) / tt
+
+    x_a = torch.randn(1, 20000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    euler = euler_sample(f, None, x_a, steps=200, shift=1.0)[1]
+    ancestral = ancestral_sample(f, None, x_a, steps=200, shift=1.0, generator=g)[1]
+    renoise = renoise_sample(f, None, x_a, steps=200, shift=1.0, generator=g)[1]
+    for out in (euler, ancestral):
+        assert out.mean().item() == pytest.approx(mu, abs=0.02) and out.std().item() == pytest.approx(s, rel=0.03)
+    assert renoise.mean().item() == pytest.approx(mu, abs=0.02) and 0.55 * s < renoise.std().item() < 0.8 * s
+    # a wrong posterior (too little of x_t's noise kept) is caught by the spread
+    half = ancestral_sample(lambda v, a, t: (None, 0.9 * f(v, a, t)[1]), None, x_a, steps=200, shift=1.0,
+                            generator=torch.Generator().manual_seed(1))[1]
+    assert abs(half.std().item() - s) > 0.03 or abs(half.mean().item() - mu) > 0.05
 
 
 def test_samplers_run_speech_alone():

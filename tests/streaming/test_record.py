@@ -55,6 +55,8 @@ def forced_stream(model, clip, monkeypatch) -> tuple[StreamSession, list]:
         return PointerOutput(endpoint=end, raw=end, positions=end[:, None])
 
     monkeypatch.setattr(session_module, "euler_sample", sample)
+    for rule in ("ancestral_sample", "renoise_sample"):
+        monkeypatch.setattr(session_module, rule, sample)
     monkeypatch.setattr(model.orchestrator, "pointer", pointer)
     records = []
     while not s.done:

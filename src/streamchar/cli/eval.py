@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from streamchar.cli.options import model_folder, positive, seed
+from streamchar.config import SOLVERS
 from streamchar.errors import StreamCharError
 from streamchar.paths import input_folder, output_folder
 
@@ -68,7 +69,8 @@ def cmd_eval(args) -> int:
             model = StreamChar.from_config(preset(args.preset), seed=args.seed).to(device)
         model = model.to(inference_dtype(device, model.cfg.dit.dim))
         done = generate_items(model, items, protocol, Path(args.videos), refs, seconds=seconds, sampler=args.sampler,
-                              seed=args.seed, guidance=args.guidance, progress=not args.quiet)
+                              seed=args.seed, guidance=args.guidance, solver=args.solver,
+                              progress=not args.quiet)
         print(f"streamchar: {done['generated']} stream(s) generated, {done['kept']} kept from an earlier run, "
               f"into {args.videos}", file=sys.stderr)
     elif args.score_truth:
@@ -194,6 +196,8 @@ def add_commands(sub, presets: list[str], samplers: list[str]) -> None:
                      help="default: the checkpoint's (the teacher unless the model is distilled)")
     gen.add_argument("--guidance", type=float, nargs=2, metavar=("VIDEO", "AUDIO"),
                      help="the teacher's guidance scales (default: the checkpoint's)")
+    gen.add_argument("--solver", default=None, choices=SOLVERS,
+                     help="the teacher's rule: Euler, ancestral or renoise (default: the checkpoint's stream.teacher_solver)")
     gen.add_argument("--seed", type=seed, default=0, help="seed of the item choice and of the noise")
     gen.add_argument("--device", default="auto", help="device for generation")
     e.add_argument("--quiet", action="store_true", help="no progress bars")

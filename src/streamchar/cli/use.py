@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from streamchar.cli.options import NO_MODEL, model_folder, positive, seed
+from streamchar.config import SOLVERS
 from streamchar.errors import StreamCharError
 from streamchar.paths import input_file, input_folder, output_file, output_folder
 
@@ -59,16 +60,18 @@ def cmd_generate(args) -> int:
         t0 = time.perf_counter()
         model.dit.compile()
         warm_up = StreamSession(model, text="warm up", ref_image=ref_image, max_seconds=2 * cfg.chunk_seconds,
-                                stop_at_end=False, sampler=args.sampler, guidance=args.guidance)
+                                stop_at_end=False, sampler=args.sampler, guidance=args.guidance, solver=args.solver)
         for _ in warm_up.chunks():  # the stream's own path (its thread count): no recompile once it starts
             pass
         compile_s = time.perf_counter() - t0
         print(f"streamchar: compiled the DiT in {compile_s:.1f} s", file=sys.stderr)
     session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,
-                            seed=args.seed, max_seconds=max_seconds, sampler=args.sampler, guidance=args.guidance)
+                            seed=args.seed, max_seconds=max_seconds, sampler=args.sampler, guidance=args.guidance,
+                            solver=args.solver)
     report = stream_to_file(session, out, progress=not args.quiet)
     report["compile_s"] = compile_s
     report.update(device=str(device), preset=model.cfg.preset, sampler=session.sampler, guidance=session.guidance,
+                  solver=session.solver,
                   random_init=args.checkpoint is None)
     if timings is not None:
         write_json(report, timings)
@@ -203,6 +206,8 @@ def add_commands(sub, presets: list[str], samplers: list[str]) -> None:
                         "teacher unless the model is distilled)")
     g.add_argument("--guidance", type=float, nargs=2, metavar=("VIDEO", "AUDIO"),
                    help="the teacher's classifier-free guidance scales (default: the checkpoint's)")
+    g.add_argument("--solver", default=None, choices=SOLVERS,
+                   help="the teacher's rule: Euler, ancestral or renoise (default: the checkpoint's stream.teacher_solver)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the DiT before the stream starts (takes seconds to minutes first)")

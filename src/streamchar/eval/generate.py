@@ -44,9 +44,9 @@ def _write_png(path: Path, image) -> None:
 def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Path, refs: Path, *,
                    seconds: float | None = None, sampler: str | None = None, seed: int = 0,
                    prompt: str | None = None, guidance: tuple[float, float] | None = None,
-                   progress: bool = True) -> dict:
+                   solver: str | None = None, progress: bool = True) -> dict:
     """Stream each item into `videos` / `refs` (module docstring). Returns counts of generated / kept items.
-    sampler None: the model's; prompt None: each item's own; guidance None: the model's scales."""
+    sampler None: the model's; prompt None: each item's own; guidance / solver None: the model's."""
     import tqdm
 
     videos, refs = Path(videos), Path(refs)
@@ -69,9 +69,11 @@ def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Pat
             continue
         text_prompt = item.prompt if prompt is None else prompt
         session = StreamSession(model, text=item.transcript, ref_image=reference, prompt=text_prompt, seed=seed + i,
-                                max_seconds=seconds or protocol.seconds, sampler=sampler, guidance=guidance)
+                                max_seconds=seconds or protocol.seconds, sampler=sampler, guidance=guidance,
+                                solver=solver)
         report = stream_to_file(session, mp4, progress=False)
-        report.update(key=item.key, sampler=session.sampler, guidance=session.guidance, prompt=text_prompt,
+        report.update(key=item.key, sampler=session.sampler, guidance=session.guidance, solver=session.solver,
+                      prompt=text_prompt,
                       seed=seed + i, protocol=protocol.name, speech_end_s=item.meta.get("speech_end"))
         _write_bytes(videos / f"{item.key}.txt", (item.transcript + "\n").encode())
         write_json(report, timings)

@@ -4,7 +4,7 @@ Per chunk (33 frames, 1.375 s):
   0. record               the chunk's inputs from the stream's inputs and state (streaming/record.py)
   1. orchestrator prefix  [e_ref | E_txt | e_hist] encoded once -> KV cache            (`orchestrator` time)
   2. condition tokens     [reference | sink | motion] encoded once -> per-block KV     (`dit` time)
-  3. denoise              the teacher's Euler steps with classifier-free guidance (a pretrained model) or
+  3. denoise              the teacher's Euler / ancestral / renoise steps with classifier-free guidance (a pretrained model) or
                           the 4 student steps (a distilled one); each step runs the orchestrator's 33 E_cond
                           tokens on the cached prefix (-> c_a), then the DiT's noisy tokens on the cached
                           condition KV. Guidance batches the unconditional row (prompt, reference frame and
@@ -29,8 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from streamchar.config import SOLVERS
 from streamchar.device import StageClock
-from streamchar.diffusion.samplers import euler_sample, guided, student_sample, student_timesteps
+from streamchar.diffusion.samplers import (ancestral_sample, euler_sample, guided, renoise_sample, student_sample,
+                                          student_timesteps)
 from streamchar.errors import StreamCharError
 from streamchar.models.timeline import plan_end
 from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record, collate
@@ -77,11 +79,12 @@ class StreamSession:
 
     def __init__(self, model, *, text: str, ref_image: np.ndarray, ref_audio: np.ndarray | None = None,
                  prompt: str = "", seed: int = 0, max_seconds: float | None = None, sampler: str | None = None,
-                 guidance: tuple[float, float] | None = None, stop_at_end: bool = True):
+                 guidance: tuple[float, float] | None = None, stop_at_end: bool = True, solver: str | None = None):
         """model: a `streamchar.pipeline.StreamChar`; ref_image: (H, W, 3) uint8 at the model's size;
         ref_audio: (channels, samples) float32 at the audio codec's rate, or None; sampler: 'teacher' or
         'student', None = the model's (`stream.sampler`: teacher unless distilled); guidance: the teacher's
-        (video, audio) guidance scales, None = the model's (`stream.guidance_*`)."""
+        (video, audio) guidance scales, None = the model's (`stream.guidance_*`); solver: the teacher's rule,
+        'euler', 'ancestral' or 'renoise', None = the model's (`stream.teacher_solver`)."""
         cfg = model.cfg
         if not isinstance(text, str) or not text.strip():
             raise StreamCharError("the transcript is empty: give some text to speak")
@@ -91,6 +94,9 @@ class StreamSession:
         sampler = cfg.stream.sampler if sampler is None else sampler
         if sampler not in ("student", "teacher"):
             raise StreamCharError(f"sampler must be 'student' or 'teacher', got {sampler!r}")
+        solver = cfg.stream.teacher_solver if solver is None else solver
+        if solver not in SOLVERS:
+            raise StreamCharError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
         guidance = (cfg.stream.guidance_video, cfg.stream.guidance_audio) if guidance is None else tuple(guidance)
         if len(guidance) != 2 or not all(0 < g < float("inf") for g in guidance):
             raise StreamCharError(f"guidance must be two scales > 0 (video, audio), got {guidance}")
@@ -109,6 +115,7 @@ class StreamSession:
                                   f"{cfg.audio.sample_rate} Hz, got {got}")
         self.model, self.cfg = model, cfg
         self.sampler, self.stop_at_end, self.max_seconds = sampler, stop_at_end, max_seconds
+        self.solver = solver if sampler == "teacher" else None
         self.guidance = guidance if sampler == "teacher" and guidance != (1.0, 1.0) else None
         self.device = next(model.parameters()).device
         self.generator = torch.Generator(self.device).manual_seed(seed)
@@ -251,6 +258,9 @@ class StreamSession:
         x_a = torch.randn(shape_a, generator=self.generator, device=dev, dtype=m.dtype)
         if self.sampler == "student":
             z_v, z_a = student_sample(velocity, x_v, x_a, self.timesteps, generator=self.generator)
+        elif self.solver in ("ancestral", "renoise"):
+            sample = ancestral_sample if self.solver == "ancestral" else renoise_sample
+            z_v, z_a = sample(velocity, x_v, x_a, cfg.stream.teacher_steps, cfg.stream.shift, generator=self.generator)
         else:
             z_v, z_a = euler_sample(velocity, x_v, x_a, cfg.stream.teacher_steps, cfg.stream.shift)
 
