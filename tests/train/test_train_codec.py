@@ -63,7 +63,9 @@ def test_crops_are_deterministic_by_index_and_epoch(synthtalk):
 
 @pytest.mark.parametrize("kind, arch", [("video", "tiny"), ("video", "wan"), ("audio", "tiny"), ("audio", "oobleck")])
 def test_loss_falls_on_a_fixed_batch(synthtalk, tmp_path, kind, arch):
-    cfg = small_cfg(kind, synthtalk, tmp_path, steps=20, **{f"{kind}_arch": arch})
+    # audio: 40 steps (the tiny audio codec's loss is noisy step to step: after 20 steps its last three were
+    # 0.87 of its first three on one machine, 0.64 after 40); video: 20
+    cfg = small_cfg(kind, synthtalk, tmp_path, steps=40 if kind == "audio" else 20, **{f"{kind}_arch": arch})
     clips = load_clips(synthtalk, ["train"], 24576, 1, keep=kind)
     torch.manual_seed(0)
     if kind == "video":
