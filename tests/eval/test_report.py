@@ -8,7 +8,7 @@ import torch
 
 from streamchar.errors import StreamCharError
 from streamchar.eval.judge import BUNDLED
-from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced
+from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced, stream_end
 
 WEIGHT_ENVS = ("STREAMCHAR_INCEPTION", "STREAMCHAR_I3D", "STREAMCHAR_SYNCNET", "STREAMCHAR_FACE_DETECTOR",
                "STREAMCHAR_FACE_EMBEDDER", "STREAMCHAR_MUSIQ", "STREAMCHAR_RAFT", "STREAMCHAR_WHISPER")
@@ -63,6 +63,23 @@ class FakeI3D(torch.nn.Module):
 def test_evenly_spaced():
     assert evenly_spaced(10, 20) == list(range(10))
     assert evenly_spaced(100, 4) == [12, 37, 62, 87]
+
+
+def test_stream_end_censors_streams_their_length_cap_stopped():
+    """The chunk of the truth's last word against the stream's chunks; a stream capped before that chunk is
+    censored (where it would have ended is unknown), one that ran past it or stopped on its own is judged."""
+    def timings(chunks, speech_end_s, **kw):
+        return {"chunk_seconds": 1.375, "speech_end_s": speech_end_s, "per_chunk": [{}] * chunks, **kw}
+
+    capped = stream_end(timings(8, 20.0, ended_by="max_seconds"), 10.0)  # truth: chunk 15
+    assert capped == {"chunks": 8, "truth_chunks": 15, "error_chunks": -7, "censored": True}
+    early = stream_end(timings(5, 20.0, ended_by="transcript"), 10.0)  # the pointer ended it too soon
+    assert early["error_chunks"] == -10 and not early["censored"]
+    late = stream_end(timings(8, 5.0, ended_by="max_seconds"), 10.0)  # ran on past the speech: an error
+    assert late["truth_chunks"] == 4 and late["error_chunks"] == 4 and not late["censored"]
+    assert stream_end(timings(4, 5.0, ended_by="transcript"), 10.0)["error_chunks"] == 0
+    # older timings files: capped when the stream reached the protocol's length
+    assert stream_end(timings(8, 20.0), 10.0)["censored"] and not stream_end(timings(5, 20.0), 10.0)["censored"]
 
 
 def test_short_report_on_true_clips(clips, tmp_path, capsys):

@@ -90,6 +90,7 @@ def test_pointer_end_rule_stops_a_spoken_clip(model, dataset, monkeypatch):
     clip = dataset.clips[1]
     s, records = forced_stream(model, clip, monkeypatch)
     assert s.done and len(records) == 3 and s.state.spoken == len(clip["token_ids"])
+    assert s.ended_by == "transcript"
 
 
 @pytest.mark.parametrize("lookback", [None, 4])

@@ -72,7 +72,9 @@ def test_stops_at_the_end_of_the_transcript(model):
 
 def test_stops_at_max_seconds(model):
     s = StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=3.0, stop_at_end=False)
+    assert s.ended_by is None
     assert len(list(s)) == 3 and s.seconds == 3 * 1.375  # whole chunks, the last one reaching past the limit
+    assert s.ended_by == "max_seconds"
 
 
 def test_deterministic_by_seed(model):

@@ -36,8 +36,15 @@ def sample_t(batch: int, shift: float = 1.0, generator=None, device=None) -> tor
     return shift_sigma(t, shift)
 
 
-def flow_loss(v_video, v_audio, z_video, z_audio, eps_video, eps_audio, audio_weight: float = 1.0):
-    """Eq. 2: MSE to eps - z on both modalities. Returns (total, video term, audio term)."""
-    lv = F.mse_loss(v_video.float(), velocity_target(z_video, eps_video).float())
+def flow_loss(v_video, v_audio, z_video, z_audio, eps_video, eps_audio, audio_weight: float = 1.0,
+              video_weight: torch.Tensor | None = None):
+    """Eq. 2: MSE to eps - z on both modalities. Returns (total, video term, audio term).
+
+    `video_weight`: optional per-cell weights (h, w) of mean 1 on the video's squared errors (the mouth-region
+    aid, train/mouth_weight.py); None is Eq. 2's plain mean."""
+    if video_weight is None:
+        lv = F.mse_loss(v_video.float(), velocity_target(z_video, eps_video).float())
+    else:
+        lv = ((v_video.float() - velocity_target(z_video, eps_video).float()).pow(2) * video_weight).mean()
     la = F.mse_loss(v_audio.float(), velocity_target(z_audio, eps_audio).float())
     return lv + audio_weight * la, lv, la

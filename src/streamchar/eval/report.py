@@ -371,14 +371,34 @@ def aggregate(entries: list[dict], extras: list[dict], backends: Backends, opts:
                                                             "duration (< 1: faster than playback)")
         out["first_chunk_s"] = _metric(float(np.mean([t["first_chunk_s"] for t in timed])),
                                        {"backend": "timings files", "proxy": False}, "lower", len(timed))
-    ends = [e["stream_end"]["error_chunks"] for e in entries if "stream_end" in e]
+    judged = [e["stream_end"] for e in entries if "stream_end" in e]
+    ends = [j["error_chunks"] for j in judged if not j.get("censored")]
     if ends:
         rec_end = {"backend": "timings files (speech_end_s from the truth's word timings)", "proxy": False}
         out["stream_end_within_one_chunk"] = _metric(
             float(np.mean([abs(x) <= 1 for x in ends])), rec_end, "higher", len(ends),
-            aggregate="share of streams whose chunk count is within one of the chunk holding the truth's last word",
-            mean_error_chunks=float(np.mean(ends)))
+            aggregate="share of streams whose chunk count is within one of the chunk holding the truth's last "
+                      "word (streams the length cap stopped before it are left out: censored)",
+            mean_error_chunks=float(np.mean(ends)), censored=len(judged) - len(ends))
+    elif judged:
+        backends.skipped["stream_end_within_one_chunk"] = (
+            f"all {len(judged)} streams were stopped by their length cap before the truth's last word (censored): "
+            "give --seconds beyond the clips' speech to see where the pointer ends them")
     return out
+
+
+def stream_end(timings: dict, protocol_seconds: float) -> dict:
+    """Where a stream ended against the chunk that holds its truth's last word (`speech_end_s`). A stream its
+    length cap stopped before that chunk cannot show where the pointer would have ended it: `censored`, left
+    out of the share (older timings files lack "ended_by": capped when the stream reached the protocol's
+    length)."""
+    chunk = float(timings["chunk_seconds"])
+    truth = math.ceil(float(timings["speech_end_s"]) / chunk - 1e-9)
+    chunks = len(timings["per_chunk"])
+    capped = (timings["ended_by"] == "max_seconds" if "ended_by" in timings
+              else chunks * chunk >= protocol_seconds - 1e-9)
+    return {"chunks": chunks, "truth_chunks": truth, "error_chunks": chunks - truth,
+            "censored": bool(capped and truth > chunks)}
 
 
 def evaluate(videos: str | Path, out: str | Path, opts: EvalOptions, progress: bool = True, log=None,
@@ -428,10 +448,7 @@ def evaluate(videos: str | Path, out: str | Path, opts: EvalOptions, progress: b
                                 "max_chunk_s": max(float(c["total_s"]) for c in timings["per_chunk"]),
                                 "chunks": len(timings["per_chunk"])}
             if timings.get("speech_end_s") is not None:  # did the stream end where the truth's speech ends?
-                chunk = float(timings["chunk_seconds"])
-                truth = math.ceil(float(timings["speech_end_s"]) / chunk - 1e-9)  # the chunk of the last word
-                entry["stream_end"] = {"chunks": len(timings["per_chunk"]), "truth_chunks": truth,
-                                       "error_chunks": len(timings["per_chunk"]) - truth}
+                entry["stream_end"] = stream_end(timings, protocol.seconds)
             extra["timings"] = timings
         entries.append(entry)
         extras.append(extra)

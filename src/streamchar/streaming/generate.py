@@ -33,7 +33,9 @@ def stream_to_file(session: StreamSession, out: str | Path, *, progress: bool = 
                             spoken=f"{chunk.spoken:.0f}/{len(session.transcript)}")
         bar.total = len(chunks)
         bar.refresh()
-    return timing_report(chunks, cfg.chunk_seconds, len(session.transcript))
+    # how the stream ended: "transcript" (the pointer's end rule), "max_seconds" (its length cap), or None (the
+    # consumer stopped early)
+    return {**timing_report(chunks, cfg.chunk_seconds, len(session.transcript)), "ended_by": session.ended_by}
 
 
 def timing_report(chunks, chunk_seconds: float, transcript_tokens: int) -> dict:

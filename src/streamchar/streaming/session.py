@@ -121,6 +121,7 @@ class StreamSession:
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.state = StreamState()
         self.done = False
+        self.ended_by: str | None = None  # "transcript" (the pointer read it all spoken) or "max_seconds"
         self._text_kv = None  # the prompt's keys and values in every DiT block, made at the first chunk
 
         tok = model.tokenizer
@@ -202,7 +203,7 @@ class StreamSession:
 
     def _reopen(self) -> None:
         if self.done and self.state.index * self.cfg.chunk_seconds < self.max_seconds - 1e-9:
-            self.done = False
+            self.done, self.ended_by = False, None
 
     # -- one chunk ------------------------------------------------------------------------------------
     def step(self) -> Chunk:
@@ -274,7 +275,9 @@ class StreamSession:
         advance(st, z_v[0], z_a[0], float(spoken), history_frames=cfg.history_frames,
                 text_lookback=cfg.stream.text_lookback, sink=cfg.stream.sink)
         finished = self.stop_at_end and round(st.spoken) >= len(self.inputs.transcript)
-        self.done = finished or st.index * cfg.chunk_seconds >= self.max_seconds - 1e-9
+        capped = st.index * cfg.chunk_seconds >= self.max_seconds - 1e-9
+        self.done = finished or capped
+        self.ended_by = "transcript" if finished else "max_seconds" if capped else None
         return Latents(st.index - 1, z_v, z_a, st.spoken, clock)
 
     @torch.no_grad()

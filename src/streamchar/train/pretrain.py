@@ -8,11 +8,14 @@ Per sample (one chunk k of a clip, its record built as streaming builds it: trai
     loss = |v^v - (eps_v - z_v)|^2 + audio_weight |v^a - (eps_a - z_a)|^2     (Eq. 2)
          + pap_weight * smooth-L1(PAP(E_cond(z_a, t=0)), pap_end[k] - offset)  (§4.2, as inference reads it)
          + align_weight * CE(frame token head(h_cond), token spoken at each audio frame)  (ours, off in `paper`)
+    with mouth_weight > 0 the video term weighs the mouth's latent cells more (ours, off in `paper`)
 
 The alignment aid (train/alignment.py) is ours, not the paper's: a linear head on the orchestrator's hidden
 states at the clean condition frames predicts which transcript token is spoken there, so the orchestrator
 must find its place in E_txt. At `tiny` scale the flow loss alone did not teach it (the audio loss barely
-depended on the transcript); `paper` keeps align_weight = 0.
+depended on the transcript); `paper` keeps align_weight = 0. So is the mouth-region weight
+(train/mouth_weight.py): the video term's per-cell weights, mean 1, favour the cells of a fixed mouth box,
+where all of the lip sync lives in a few percent of the frame; `paper` keeps mouth_weight = 0.
 
 Eq. 2 sums the squared errors of the two modalities with equal weight. Ours takes each modality's mean over
 its elements, so with audio_weight = 1 each modality counts the same whatever its size; Eq. 2's plain sum
@@ -53,6 +56,7 @@ from streamchar.train.alignment import frame_token_loss
 from streamchar.train import distributed
 from streamchar.train.config import TrainConfig
 from streamchar.train.latent_data import LatentChunks, LatentLoader, collate
+from streamchar.train.mouth_weight import check_box, masked_mse, mouth_mask, weight_map
 
 logger = logging.getLogger("streamchar")
 
@@ -87,6 +91,11 @@ class PretrainConfig(YamlConfig):
     pointer_error: float = 0.0
     pap_weight: float = 0.1  # not given in the paper
     align_weight: float = 0.0  # frame-token alignment loss (ours, not the paper's: train/alignment.py); 0 = off
+    # the mouth-region aid (ours: train/mouth_weight.py): the video loss weighs latent cells overlapping
+    # mouth_box (x0, y0, x1, y1 frame fractions) 1 + mouth_weight, normalised to mean 1; 0 = Eq. 2. With a box,
+    # validation also reports loss_video_mouth (the plain MSE on those cells)
+    mouth_weight: float = 0.0
+    mouth_box: tuple[float, float, float, float] | None = None
     # flow-matching draws (t, eps) per sample per step, sharing its orchestrator prefix and condition passes
     noise_draws: int = 1
     audio_weight: float = 1.0
@@ -112,7 +121,7 @@ class PretrainConfig(YamlConfig):
         for name in ("uncond_prob", "cond_dropout", "ref_audio_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 bad(name, f"must be in [0, 1], got {getattr(self, name)}")
-        for name in ("pointer_error", "pap_weight", "align_weight", "audio_weight", "val_samples", "sample_every", "export_every",
+        for name in ("pointer_error", "pap_weight", "align_weight", "mouth_weight", "audio_weight", "val_samples", "sample_every", "export_every",
                      "model_seed"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
@@ -124,6 +133,13 @@ class PretrainConfig(YamlConfig):
             bad("noise_draws", f"must be >= 1, got {self.noise_draws}")
         if self.batch_size < 1:
             bad("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.mouth_weight > 0 and self.mouth_box is None:
+            bad("mouth_weight", "needs mouth_box (the mouth's region, frame fractions x0, y0, x1, y1)")
+        if self.mouth_box is not None:
+            try:
+                check_box(self.mouth_box)
+            except StreamCharError as e:
+                bad("mouth_box", str(e))
         lo, hi = self.ref_audio_seconds
         if not 0 < lo <= hi:
             bad("ref_audio_seconds", f"need 0 < min <= max, got {self.ref_audio_seconds}")
@@ -167,11 +183,12 @@ class StreamCharTrainable(nn.Module):
 
     def __init__(self, dit, orchestrator, stage: int = 2, shift: float = 5.0, pap_weight: float = 0.1,
                  audio_weight: float = 1.0, align_weight: float = 0.0, noise_draws: int = 1,
-                 stage1_dit: str = "audio_path"):
+                 stage1_dit: str = "audio_path", mouth_weight: float = 0.0, mouth_box=None):
         super().__init__()
         self.dit, self.orchestrator = dit, orchestrator
         self.stage, self.shift, self.pap_weight, self.audio_weight = stage, shift, pap_weight, audio_weight
         self.align_weight, self.noise_draws = align_weight, noise_draws
+        self.mouth_weight, self.mouth_box = mouth_weight, None if mouth_box is None else check_box(mouth_box)
         for p in orchestrator.parameters():
             p.requires_grad_(True)
         for name, p in dit.named_parameters():
@@ -243,9 +260,16 @@ class StreamCharTrainable(nn.Module):
                 v_a, flow.velocity_target(z_a, eps_audio.flatten(0, 1)).float())
             out["loss_flow"] = self.audio_weight * out["loss_audio"]
         else:
+            z_v, eps_v = z_v.expand(D, *z_v.shape).flatten(0, 1), eps_video.flatten(0, 1)
+            mouth = None if self.mouth_box is None else mouth_mask(*z_v.shape[-2:], self.mouth_box).to(z_v.device)
+            cell_w = weight_map(mouth, self.mouth_weight) if mouth is not None and self.mouth_weight > 0 else None
             out["loss_flow"], out["loss_video"], out["loss_audio"] = flow.flow_loss(
-                v_v, v_a, z_v.expand(D, *z_v.shape).flatten(0, 1), z_a, eps_video.flatten(0, 1),
-                eps_audio.flatten(0, 1), self.audio_weight)
+                v_v, v_a, z_v, z_a, eps_v, eps_audio.flatten(0, 1), self.audio_weight, video_weight=cell_w)
+            if mouth is not None:  # logged as Eq. 2's plain mean, whatever the weighting; and the mouth's own
+                target_v = flow.velocity_target(z_v, eps_v)
+                if cell_w is not None:
+                    out["loss_video"] = torch.nn.functional.mse_loss(v_v.float(), target_v.float()).detach()
+                out["loss_video_mouth"] = masked_mse(v_v, target_v, mouth).detach()
         out["loss_pap"] = loss_pap
         out["pap_abs_err"] = (ptr.endpoint - target).abs().mean().detach()
         out["loss"] = out["loss_flow"] + self.pap_weight * loss_pap
@@ -427,7 +451,7 @@ def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> Latent
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
     return StreamCharTrainable(pipe.dit, pipe.orchestrator, cfg.stage, cfg.shift, cfg.pap_weight, cfg.audio_weight,
-                               cfg.align_weight, cfg.noise_draws, cfg.stage1_dit)
+                               cfg.align_weight, cfg.noise_draws, cfg.stage1_dit, cfg.mouth_weight, cfg.mouth_box)
 
 
 def export_pipeline(trainer, pipe, path: Path, prefix: str = "", model_cfg=None) -> None:
