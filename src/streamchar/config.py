@@ -137,6 +137,9 @@ class DiTConfig:
     # the sink chunk and the reference frame sit further back, `cond_gap` empty positions apart, at
     # positions that never depend on how long the stream has run (see models/rope.py).
     cond_gap: int = 4
+    # c_a added to the video tokens of the frames it belongs to (ours, not the paper's: models/audio_to_video.py);
+    # `tiny` turns it on: its video did not learn the lips from the shared attention alone
+    audio_to_video: bool = False
 
 
 @dataclass
@@ -379,7 +382,8 @@ def _coerce(tp, value, name: str):
 
 def tiny() -> StreamCharConfig:
     """CPU scale: 64x64 video, a few-M-parameter DiT, a small Qwen2-architecture orchestrator."""
-    return StreamCharConfig(preset="tiny", stream=StreamConfig(teacher_solver="ancestral")).validate()
+    return StreamCharConfig(preset="tiny", dit=DiTConfig(audio_to_video=True),
+                            stream=StreamConfig(teacher_solver="ancestral")).validate()
 
 
 def paper() -> StreamCharConfig:

@@ -49,3 +49,17 @@ def test_emtd_items(synthtalk, tmp_path):
         emtd_items(folder, get_protocol("short"))
     with pytest.raises(StreamCharError, match="no .mp4 clips"):
         emtd_items(tmp_path, get_protocol("short"))
+
+
+def test_a_stream_may_speak_its_whole_transcript():
+    """The short protocol's 10 s, or a longer true clip's length plus two chunks (the pointer ends it)."""
+    import numpy as np
+
+    from streamchar.eval.generate import stream_cap
+    from streamchar.eval.protocols import EvalItem, get_protocol
+
+    short, frame = get_protocol("short"), np.zeros((8, 8, 3), np.uint8)
+    long_clip = EvalItem("a", "hi", frame, meta={"duration": 17.0})
+    assert stream_cap(long_clip, short, 1.375) == 17.0 + 2.75
+    assert stream_cap(EvalItem("b", "hi", frame, meta={"duration": 6.0}), short, 1.375) == 10.0
+    assert stream_cap(EvalItem("c", "hi", frame, meta={}), get_protocol("long"), 1.375) == 300.0

@@ -2,8 +2,9 @@
 
 For each `EvalItem` (see `protocols`) one `StreamSession` speaks the item's transcript with the item's first
 frame as the reference portrait and the item's prompt (SynthTalk: its character's caption), with the model's
-sampler (the teacher's, guided, unless the model is distilled), for the protocol's length (it ends earlier when the pointer reaches the end
-of the transcript). Written per item, each file atomically:
+sampler (the teacher's, guided, unless the model is distilled), for the protocol's length, or a longer true
+clip's length plus two chunks (`stream_cap`); it ends earlier when the pointer reaches the end of the
+transcript. Written per item, each file atomically:
 
     videos/<key>.mp4            the stream (H.264 + AAC)
     videos/<key>.txt            the transcript it was asked to speak (WER's reference)
@@ -41,6 +42,17 @@ def _write_png(path: Path, image) -> None:
     os.replace(tmp, path)
 
 
+def stream_cap(item: EvalItem, protocol: Protocol, chunk_seconds: float) -> float:
+    """How long an item's stream may run: the protocol's length, or for an item whose ground-truth clip is
+    longer (SynthTalk's test clips speak 5-20 s; the paper's short clips are 10 s) that clip's duration plus two
+    chunks, so the whole transcript can be spoken and the pointer, not the cap, ends the stream (a stream cut
+    mid-transcript would count the unspoken words as WER deletions)."""
+    duration = item.meta.get("duration")
+    if duration is None:
+        return protocol.seconds
+    return max(protocol.seconds, float(duration) + 2 * chunk_seconds)
+
+
 def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Path, refs: Path, *,
                    seconds: float | None = None, sampler: str | None = None, seed: int = 0,
                    prompt: str | None = None, guidance: tuple[float, float] | None = None,
@@ -69,8 +81,8 @@ def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Pat
             continue
         text_prompt = item.prompt if prompt is None else prompt
         session = StreamSession(model, text=item.transcript, ref_image=reference, prompt=text_prompt, seed=seed + i,
-                                max_seconds=seconds or protocol.seconds, sampler=sampler, guidance=guidance,
-                                solver=solver)
+                                max_seconds=seconds or stream_cap(item, protocol, cfg.chunk_seconds),
+                                sampler=sampler, guidance=guidance, solver=solver)
         report = stream_to_file(session, mp4, progress=False)
         report.update(key=item.key, sampler=session.sampler, guidance=session.guidance, solver=session.solver,
                       prompt=text_prompt,

@@ -1,6 +1,8 @@
 """The paper's two evaluation protocols (§5.2) and the items they run on.
 
-    short   150 clips, 10 s each, generated from each clip's own transcript and first frame
+    short   150 clips, 10 s each, generated from each clip's own transcript and first frame (a clip longer
+            than 10 s, as most SynthTalk test clips are, is streamed until its transcript is spoken, up to its
+            own length plus two chunks: `generate.stream_cap`)
     long     50 streams of 5 minutes, each from a randomly drawn transcript of > 300 words
 
 An `EvalItem` is what one generation needs (a transcript and a reference frame) plus what scoring needs

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from streamchar.config import DiTConfig
 from streamchar.device import cpu_has_amx
+from streamchar.models.audio_to_video import AudioToVideo
 from streamchar.models.rope import ModalityRoPE, apply_rope, condition_layout
 
 _CPU_AMX = cpu_has_amx()  # read once: the attention kernel's dtype on a CPU
@@ -247,6 +248,15 @@ class JointDiT(nn.Module):
         self.head = Head(dim, video_channels * math.prod(p), cfg.eps)
         self.audio_head = Head(dim, audio_channels, cfg.eps)
         self.rope = ModalityRoPE(dim // cfg.num_heads, cfg.rope_theta, audio_rope_scale)
+        # c_a into the video tokens of its frames (ours, `tiny`: models/audio_to_video.py); None in the paper
+        self.audio_to_video = AudioToVideo(dim) if cfg.audio_to_video else None
+
+    def add_audio_to_video(self) -> None:
+        """Give a model without it the audio injection, zero-initialised: it computes what it did before."""
+        if self.audio_to_video is None:
+            w = self.patch_embedding.weight
+            self.audio_to_video = AudioToVideo(self.cfg.dim).to(w.device, w.dtype)
+            self.cfg.audio_to_video = True
 
     @classmethod
     def from_config(cls, cfg) -> "JointDiT":
@@ -303,6 +313,9 @@ class JointDiT(nn.Module):
             v_pos = torch.zeros(0, 3, dtype=torch.float64, device=x_a.device)
         else:
             v_tokens, grid = self.patchify(x_v)
+            if self.audio_to_video is not None and c_a.shape[1]:  # each latent frame's c_a, on all its tokens
+                inject = self.audio_to_video(c_a.to(dtype), grid[0])  # (B, T, dim)
+                v_tokens = (v_tokens.unflatten(1, (grid[0], -1)) + inject[:, :, None]).flatten(1, 2)
             v_pos = self.rope.video_positions(torch.arange(grid[0], device=x_v.device), grid[1], grid[2])
         a_pos = self.rope.audio_positions(x_a.shape[1], device=x_a.device)
         a_rope = self.rope(a_pos)

@@ -18,6 +18,7 @@ What the DiT gets:
 - the new parts `audio_embedding`, `audio_encoder`, `audio_decoder`, `audio_head` are not in Wan: they keep
   JointDiT's default init (PyTorch's default Linear init, LayerNorm/RMSNorm weights 1, the `audio_head`
   modulation randn / sqrt(dim) as Wan's head). So the audio velocity starts random, not at 0.
+  `audio_to_video` (ours, when the config has it) starts at zero.
 
 Qwen2: `load_qwen2` builds a `transformers.Qwen2Model` from a local `Qwen2ForCausalLM` folder (transformers
 strips the `model.` prefix); `load_orchestrator_weights` copies such a folder into an existing Orchestrator's LM,
@@ -36,7 +37,7 @@ from safetensors import safe_open
 
 from streamchar.errors import StreamCharError
 
-NEW_PARTS = ("audio_embedding", "audio_encoder", "audio_decoder", "audio_head")  # not in Wan: fresh init
+NEW_PARTS = ("audio_embedding", "audio_encoder", "audio_decoder", "audio_head", "audio_to_video")  # not in Wan: fresh init
 _PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "")
 
 # diffusers module name -> ours (original Wan). Top level, then inside `blocks.N.`.

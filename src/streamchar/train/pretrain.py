@@ -72,6 +72,8 @@ class PretrainConfig(YamlConfig):
     preset: str = "tiny"  # model preset for a fresh model ('tiny' | 'paper'); ignored when `init` is set
     init: str | None = None  # a pipeline folder to start from (e.g. stage 1's <out_dir>/final)
     model_seed: int = 0  # seed of a fresh model's weights
+    # true: an `init` DiT without the audio injection (models/audio_to_video.py) gains it, zero-initialised
+    add_audio_to_video: bool = False
     data: str = ""  # latent folder (streamchar data encode)
     train_split: str = "train"
     val_split: str = "val"
@@ -362,6 +364,8 @@ def build_pipeline(cfg: PretrainConfig):
 
     pipe = StreamChar.from_pretrained(cfg.init) if cfg.init else StreamChar.from_config(preset(cfg.preset),
                                                                                          seed=cfg.model_seed)
+    if cfg.add_audio_to_video:
+        pipe.dit.add_audio_to_video()
     pipe.dit.float()  # fp32 master weights (a converted init is often bf16); bf16 compute comes from autocast
     pipe.orchestrator.float()
     return pipe
