@@ -14,6 +14,9 @@ the speech judge. Drift of a free stream is taken out, so this separates "the au
 WER against t0 shows at which noise level the model loses the words (coarse plan vs fine detail).
 
 Prints JSON: the judge's WER on the forced samples, on the true latents through the codec, and per clip texts.
+`--mouth` adds the lips (SynthTalk's mouth box, `eval.sync`): per clip and in the summary, the mouth opening's
+std and its correlation with the audio envelope, forced and true, so "the mouth does not follow the speech"
+is measured without drift.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ def main() -> None:
     ap.add_argument("--solver", default="euler", choices=["euler", "ancestral", "renoise"],
                     help="the teacher's rule (diffusion/samplers.py); SDEdit starts (--start-t) need euler")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mouth", action="store_true",
+                    help="also decode the video and report the lips: mouth-opening std and its correlation with "
+                         "the audio envelope, for the forced samples and the true latents through the codec")
     args = ap.parse_args()
     if not 0.0 < args.start_t <= 1.0:
         raise SystemExit(f"--start-t must be in (0, 1], got {args.start_t}")
@@ -84,10 +90,10 @@ def main() -> None:
         raise SystemExit(f"no {args.split} clip has at most {args.max_chunks} chunks")
     picks = [pool[j] for j in np.linspace(0, len(pool) - 1, min(args.clips, len(pool))).round().astype(int)]
     g = torch.Generator().manual_seed(args.seed)
-    refs, hyps, truths = [], [], []
+    refs, hyps, truths, mouth = [], [], [], {}
     for c in picks:
         items = [i for i, (cc, _) in enumerate(ds.items) if cc == c]
-        chunks = []
+        chunks, videos, true_videos = [], [], []
         for i in items:
             s = ds.sample(i, np.random.default_rng([args.seed, i]))
             rec, rows = s["record"], collate([s["record"], s["uncond_record"]])
@@ -123,6 +129,9 @@ def main() -> None:
                     x_v = None if x_v is None else x_v + (t_next - t) * v_v
                     x_a = x_a + (t_next - t) * v_a
             chunks.append(x_a[0])
+            if args.mouth and x_v is not None:
+                videos.append(x_v[0])
+                true_videos.append(s["video"].float())
         clip = ds.clips[c]
         with torch.no_grad():
             wave = m.audio_codec.decode(torch.cat(chunks)[None].float())[0].mean(0).numpy()
@@ -131,11 +140,32 @@ def main() -> None:
         refs.append(clip["text"])
         hyps.append(judge.transcribe(wave, sr))
         truths.append(judge.transcribe(true, sr))
-        print(json.dumps({"clip": clip["key"], "text": refs[-1], "forced": hyps[-1], "truth": truths[-1]}), flush=True)
+        row = {"clip": clip["key"], "text": refs[-1], "forced": hyps[-1], "truth": truths[-1]}
+        if videos:
+            row.update(lips(m, videos, wave, "forced"), **lips(m, true_videos, true, "truth"))
+            for k in ("forced", "truth"):
+                for stat in ("mouth_std", "mouth_corr"):
+                    mouth.setdefault(f"{stat}_{k}", []).append(row[f"{stat}_{k}"])
+        print(json.dumps(row), flush=True)
     print(json.dumps({"pipeline": args.pipeline, "clips": len(refs), "steps": args.steps, "guidance": [gv, ga],
                       "start_t": args.start_t, "shift": args.shift or mc.stream.shift,
                       "guidance_interval": [lo, hi], "solver": args.solver,
-                      "wer_forced": round(wer(refs, hyps), 3), "wer_truth": round(wer(refs, truths), 3)}))
+                      "wer_forced": round(wer(refs, hyps), 3), "wer_truth": round(wer(refs, truths), 3),
+                      **{k: round(float(np.mean(v)), 3) for k, v in mouth.items()}}))
+
+
+def lips(m, video_latents, wave, name: str) -> dict:
+    """Decode a clip's video latent chunks; the mouth opening's std and its correlation with `wave`'s envelope."""
+    from streamchar.eval.sync import audio_envelope, mouth_opening
+
+    with torch.no_grad():
+        y = torch.cat([m.video_codec.decode(v[None]) for v in video_latents], dim=2)[0]  # (3, T, H, W)
+    frames = ((y.permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    opening = mouth_opening(frames)
+    env = audio_envelope(wave, m.cfg.audio.sample_rate, m.cfg.video.fps, len(opening))
+    n = min(len(opening), len(env))
+    return {f"mouth_std_{name}": round(float(opening.std()), 3),
+            f"mouth_corr_{name}": round(float(np.corrcoef(opening[:n], env[:n])[0, 1]), 3)}
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from streamchar.errors import StreamCharError
 from streamchar.pipeline import StreamChar
 from streamchar.train.latent_data import collate
 from streamchar.train.mouth_weight import masked_mse, mouth_mask, weight_map
-from streamchar.train.pretrain import PretrainConfig, build_datasets, build_trainable
+from streamchar.train.pretrain import PretrainConfig, build_datasets, build_trainable, make_val_fn, other_speech
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -96,3 +96,24 @@ def test_training_weighs_the_mouth_and_logs_the_plain_video_loss(tmp_path):
     expected = (wm[mask == 1][0] * share * a["loss_video_mouth"] + wm[mask == 0][0] * (1 - share) * rest)
     assert (b["loss_flow"] - b["loss_audio"]).item() == pytest.approx(expected.item(), rel=1e-4)
     assert (a["loss_flow"] - a["loss_audio"]).item() == pytest.approx(a["loss_video"].item(), rel=1e-5)
+
+
+def test_validation_measures_how_much_the_mouth_follows_the_speech(tmp_path):
+    """`other_speech` gives each row the next row's speech side and keeps its video side; validation reports
+    the mouth cells' loss with it minus with the row's own speech."""
+    latents = write_random_latents(tmp_path / "latents", tiny(), {"train": [2, 2]})
+    cfg = PretrainConfig.from_dict({"data": str(latents), "mouth_box": [0.435, 0.505, 0.565, 0.605],
+                                    "train": {"precision": "fp32", "out_dir": str(tmp_path / "out")}})
+    pipe = StreamChar.from_config(tiny(), seed=0)
+    model = build_trainable(cfg, pipe).eval()
+    ds = build_datasets(cfg, pipe, "train", train=False)
+    batch = collate([ds.sample(i, np.random.default_rng([1, i])) for i in range(3)])
+    other = other_speech(batch)
+    assert torch.equal(other["audio"][1], batch["audio"][0]) and torch.equal(other["video"], batch["video"])
+    o, b = other["record"].orchestrator, batch["record"].orchestrator
+    assert torch.equal(o.text_ids[2], b.text_ids[1]) and torch.equal(o.history[0], b.history[2])
+    assert torch.equal(other["record"].context, batch["record"].context)  # the prompt is the video's
+    with torch.no_grad():
+        torch.nn.init.normal_(pipe.dit.audio_to_video.proj.weight, std=0.05)  # the video listens to c_a
+        out = make_val_fn(ds, 4, stage=2)(model, 0)
+    assert "mouth_speech_gap" in out and out["mouth_speech_gap"] != 0.0

@@ -317,10 +317,26 @@ def other_transcripts(batch: dict) -> dict:
     return {**batch, "record": dataclasses.replace(rec, orchestrator=orch)}
 
 
+def other_speech(batch: dict) -> dict:
+    """The batch with each row's whole speech side taken from the next row: its audio latents, orchestrator
+    inputs (reference voice, transcript, history) and c_a; the video side (video, reference frame, sink,
+    motion, prompt) stays. How much the video's mouth follows the speech is the difference in its loss
+    (`val/mouth_speech_gap`)."""
+    import dataclasses
+
+    rec, roll = batch["record"], (lambda x: torch.roll(x, 1, 0))  # noqa: E731
+    o = rec.orchestrator
+    orch = dataclasses.replace(o, **{f: roll(getattr(o, f)) for f in o.FIELDS if getattr(o, f) is not None})
+    rec = dataclasses.replace(rec, orchestrator=orch, keep_audio_condition=roll(rec.keep_audio_condition))
+    rolled = {k: roll(batch[k]) for k in ("audio", "pap_target", "frame_tokens") if k in batch}
+    return {**batch, "record": rec, **rolled}
+
+
 def make_val_fn(dataset: LatentChunks, n: int, stage: int, seed: int = 1234, batch_size: int = 8):
     """val_fn(model, step): mean losses over `n` fixed val samples with fixed t and noise, in batches, and
     `text_gap`: the audio loss with another sample's transcript minus the loss with its own (> 0 when the
-    audio follows the text; ~0 when the model ignores it)."""
+    audio follows the text; ~0 when the model ignores it); with a mouth box, `mouth_speech_gap`: the mouth
+    cells' loss with another sample's speech minus with its own (~0 when the lips ignore the speech)."""
     picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int)
     g = torch.Generator().manual_seed(seed)
     samples, ts, eps_vs, eps_as = [], [], [], []
@@ -347,6 +363,9 @@ def make_val_fn(dataset: LatentChunks, n: int, stage: int, seed: int = 1234, bat
             if len(t) > 1:
                 other = model(other_transcripts(batch), t.to(dev), to_device(eps_v, dev), eps_a.to(dev))
                 out["text_gap"] = other["loss_audio"] - out["loss_audio"]
+                if "loss_video_mouth" in out:
+                    other = model(other_speech(batch), t.to(dev), to_device(eps_v, dev), eps_a.to(dev))
+                    out["mouth_speech_gap"] = other["loss_video_mouth"] - out["loss_video_mouth"]
             w = len(t)  # batch means -> a mean over samples
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * w
