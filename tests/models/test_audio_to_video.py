@@ -21,6 +21,9 @@ def test_each_latent_frame_gets_the_c_a_of_its_own_video_frames():
         assert grad[1].abs().sum() == 0  # no mixing across the batch
     with pytest.raises(StreamCharError, match="c_a has 30 frames"):
         inj(c_a[:, :30], 9)
+    three = torch.randn(2, 99, 8)  # three chunks end to end (the rollout's window): each its own layout
+    out3 = inj(three, 27, per_chunk=9)
+    assert torch.allclose(out3[:, 9:18], inj(three[:, 33:66], 9), atol=1e-6)
 
 
 def test_a_dit_that_gains_it_computes_what_it_did_and_then_listens_to_c_a():

@@ -33,11 +33,16 @@ class AudioToVideo(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, c_a: torch.Tensor, latent_frames: int) -> torch.Tensor:
-        """c_a (B, 1 + group * (T - 1), dim) -> (B, T, dim): one vector per video latent frame."""
+    def forward(self, c_a: torch.Tensor, latent_frames: int, per_chunk: int | None = None) -> torch.Tensor:
+        """c_a (B, n * (1 + group * (K - 1)), dim) -> (B, n * K, dim): one vector per video latent frame, for
+        n chunks of K = `per_chunk` latent frames laid end to end (each chunk with its own first frame; the
+        rollout scores several at once); per_chunk None: one chunk of `latent_frames`."""
         B, F, dim = c_a.shape
-        if F != 1 + self.group * (latent_frames - 1):
-            raise StreamCharError(f"audio_to_video: c_a has {F} frames, {latent_frames} video latent frames need "
-                                  f"{1 + self.group * (latent_frames - 1)} (one per video frame)")
-        frames = torch.cat([c_a[:, :1].expand(B, self.group - 1, dim), c_a], 1)  # (B, group * T, dim)
-        return self.proj(frames.reshape(B, latent_frames, self.group * dim))
+        K = per_chunk or latent_frames
+        n, frames = latent_frames // K, 1 + self.group * (K - 1)
+        if latent_frames % K or F != n * frames:
+            raise StreamCharError(f"audio_to_video: c_a has {F} frames, {latent_frames} video latent frames in "
+                                  f"chunks of {K} need {n * frames} (one per video frame)")
+        c_a = c_a.reshape(B * n, frames, dim)
+        c_a = torch.cat([c_a[:, :1].expand(B * n, self.group - 1, dim), c_a], 1)  # (B n, group * K, dim)
+        return self.proj(c_a.reshape(B * n, K, self.group * dim)).reshape(B, n * K, dim)

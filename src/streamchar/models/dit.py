@@ -314,7 +314,7 @@ class JointDiT(nn.Module):
         else:
             v_tokens, grid = self.patchify(x_v)
             if self.audio_to_video is not None and c_a.shape[1]:  # each latent frame's c_a, on all its tokens
-                inject = self.audio_to_video(c_a.to(dtype), grid[0])  # (B, T, dim)
+                inject = self.audio_to_video(c_a.to(dtype), grid[0], self.frames_per_chunk)  # (B, T, dim)
                 v_tokens = (v_tokens.unflatten(1, (grid[0], -1)) + inject[:, :, None]).flatten(1, 2)
             v_pos = self.rope.video_positions(torch.arange(grid[0], device=x_v.device), grid[1], grid[2])
         a_pos = self.rope.audio_positions(x_a.shape[1], device=x_a.device)

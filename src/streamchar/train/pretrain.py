@@ -175,8 +175,9 @@ def is_audio_path(name: str) -> bool:
 
 def is_video_only(name: str) -> bool:
     """DiT parameters only video tokens reach (no gradient without video): patch embedding, video head, the
-    blocks' video FFN expert."""
-    return name.startswith(("patch_embedding.", "head.")) or (name.startswith("blocks.") and ".ffn." in name)
+    blocks' video FFN expert, the audio injection into the video tokens."""
+    return (name.startswith(("patch_embedding.", "head.", "audio_to_video."))
+            or (name.startswith("blocks.") and ".ffn." in name))
 
 
 class StreamCharTrainable(nn.Module):
