@@ -268,7 +268,9 @@ class JointDiT(nn.Module):
     def patchify(self, latents):
         """(B, C, T, H, W) -> tokens (B, T*h*w, dim) and the token grid (T, h, w)."""
         x = self.patch_embedding(latents)
-        return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
+        # contiguous: a transposed view would carry its strides through every block's residual stream (each
+        # norm and elementwise op then strided; measured in benchmarks/bench_peer.py)
+        return x.flatten(2).transpose(1, 2).contiguous(), tuple(x.shape[2:])
 
     def unpatchify(self, tokens, grid):
         """(B, T*h*w, C*pt*ph*pw) -> (B, C, T*pt, h*ph, w*pw)."""
