@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from streamchar.config import tiny
-from streamchar.models.dit import JointBlock, JointDiT
+from streamchar.models.dit import JointBlock, JointDiT, TanhGELU
 
 torch.manual_seed(0)
 CFG = tiny()
@@ -147,6 +147,20 @@ def test_wan_parameter_names():
                 "blocks.0.norm3.weight", "blocks.0.ffn.0.weight", "blocks.0.ffn.2.weight", "blocks.0.modulation",
                 "blocks.0.audio_ffn.0.weight", "head.head.weight", "head.modulation"]:
         assert key in names, key
+
+
+def test_tanh_gelu_inference_form_is_the_tanh_approximation():
+    x = torch.cat([torch.randn(4096) * 3, torch.tensor([0.0, -30.0, 30.0, 1e-4])])
+    ref = torch.nn.functional.gelu(x, approximate="tanh")
+    with torch.no_grad():  # the in-place sigmoid form
+        fast = TanhGELU()(x)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fast, ref)  # it is the other computation, not the kernel again
+    xg = x.clone().requires_grad_()
+    out = TanhGELU()(xg)  # with gradients: PyTorch's kernel, and its backward
+    assert torch.equal(out.detach(), ref)
+    out.sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
 
 
 def test_bf16_path_matches_fp32():

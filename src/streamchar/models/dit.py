@@ -86,8 +86,28 @@ def gated(x, y, gate):
     return torch.addcmul(x.float(), y.float(), gate).to(x.dtype)
 
 
+_GELU_C = 2.0 * math.sqrt(2.0 / math.pi)  # 2 x the tanh approximation's sqrt(2 / pi)
+
+
+class TanhGELU(nn.Module):
+    """Wan's activation, GELU with the tanh approximation: x (1 + tanh z) / 2, z = sqrt(2/pi) (x + 0.044715 x^3).
+
+    (1 + tanh z) / 2 = sigmoid(2 z), so on a CPU in float32 without gradients it is computed as
+    x * sigmoid(2 z) in place: PyTorch's CPU tanh kernel is slow where its sigmoid is not (AVX2 EPYC, one thread,
+    576 x 512: tanh-GELU 1.16 ms, this form 0.50 ms, max difference 5e-7; the GELU was 10-13% of a tiny DiT
+    pass). Elsewhere (gradients, half precision, CUDA, torch.compile) it is PyTorch's fused kernel."""
+
+    def forward(self, x):
+        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled() \
+                or torch.compiler.is_compiling():
+            return F.gelu(x, approximate="tanh")
+        u = torch.mul(x, x)
+        u.mul_(_GELU_C * 0.044715).add_(_GELU_C).mul_(x)  # 2 z
+        return u.sigmoid_().mul_(x)
+
+
 def feed_forward(dim: int, ffn_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
+    return nn.Sequential(nn.Linear(dim, ffn_dim), TanhGELU(), nn.Linear(ffn_dim, dim))
 
 
 class Attention(nn.Module):
@@ -236,7 +256,7 @@ class JointDiT(nn.Module):
         dim, p = cfg.dim, tuple(cfg.patch_size)
         self.layout = condition_layout(frames_per_chunk, cfg.cond_gap)
         self.patch_embedding = nn.Conv3d(video_channels, dim, kernel_size=p, stride=p)
-        self.text_embedding = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim))
+        self.text_embedding = nn.Sequential(nn.Linear(text_dim, dim), TanhGELU(), nn.Linear(dim, dim))
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.audio_embedding = nn.Linear(audio_channels, dim)
