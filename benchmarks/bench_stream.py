@@ -2,7 +2,7 @@
 
 Builds `StreamChar.from_config(tiny(), seed=0)`, a random reference image and a long transcript, runs a short
 warm-up stream (2 chunks, discarded), then `StreamSession(..., max_seconds=chunks * chunk_seconds,
-stop_at_end=False)` through `stream_to_file`, so exactly `--chunks` chunks are generated, encoded and written:
+stop_at_end=False)` through `stream_to_file` (freed memory kept as the CLI keeps it: `streamchar.malloc`), so exactly `--chunks` chunks are generated, encoded and written:
 once sequentially (`rtf_sequential`: decode and write after each chunk's generation) and once pipelined (`rtf`:
 chunk k decoded and written on a second thread during chunk k+1), same seed, same run; `speedup_pipelined` is
 their ratio. The real-time factors come from each chunk's delivery-to-delivery wall time. A thin wrapper iterates the session and reads VmRSS / VmHWM from /proc/self/status after every chunk
@@ -27,6 +27,7 @@ import torch
 
 from streamchar.config import tiny
 from streamchar.device import inference_dtype, pick_device
+from streamchar.malloc import retain_freed_memory
 from streamchar.pipeline import StreamChar
 from streamchar.streaming.generate import stream_to_file
 from streamchar.streaming.session import StreamSession
@@ -63,6 +64,10 @@ class MemoryProbe:
     def estimated_chunks(self) -> int:
         return self.session.estimated_chunks()
 
+    @property
+    def ended_by(self) -> str | None:
+        return self.session.ended_by
+
     def chunks(self, **kwargs):
         for chunk in self.session.chunks(**kwargs):
             self.rss_kb.append(proc_status_kb("VmRSS"))
@@ -95,6 +100,7 @@ def main():
     args = ap.parse_args()
     if args.chunks < 10:
         ap.error("--chunks must be >= 10")
+    retained = retain_freed_memory()  # as the CLI does (STREAMCHAR_MALLOC=default: glibc's defaults)
     device = pick_device(args.device)
     cfg = tiny()
     dtype = (inference_dtype(device, cfg.dit.dim) if args.dtype == "auto"
@@ -169,6 +175,7 @@ def main():
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__,
+        "malloc_retained": retained,
         "threads": torch.get_num_threads(),
     }, indent=2))
 

@@ -62,8 +62,11 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamchar.malloc import retain_freed_memory
+
     args = build_parser().parse_args(argv)
     try:
+        retain_freed_memory()  # a CPU model's activations reuse the heap instead of faulting in new pages
         return args.func(args)
     except StreamCharError as e:
         print(f"streamchar: error: {e}", file=sys.stderr)
