@@ -1,0 +1,22 @@
+"""The streaming benchmark still runs against the current session API and reports its fields (a benchmark
+that breaks silently, as bench_stream did when the session gained `ended_by`, measures nothing)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_bench_stream_reports_its_fields():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_stream.py"), "--chunks", "10", "--device", "cpu"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["chunks"] == 10 and report["mp4_bytes"] > 0
+    for key in ("rtf", "rtf_sequential", "first_chunk_s", "speedup_pipelined"):
+        assert report[key] > 0, key
+    assert report["recompiles_during_streams"] == 0
