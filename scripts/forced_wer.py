@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--clips", type=int, default=3, help="held-out clips, spread over the split")
     ap.add_argument("--max-chunks", type=int, default=None, help="only clips of at most this many chunks")
-    ap.add_argument("--steps", type=int, default=50, help="Euler steps per chunk")
+    ap.add_argument("--steps", type=int, default=50, help="teacher steps per chunk (--solver student: its own 4)")
     ap.add_argument("--guidance", default=None, help="video,audio scales (default: the model's stream settings)")
     ap.add_argument("--speech-only", action="store_true", help="sample audio alone (a stage-1 model)")
     ap.add_argument("--judge", default=None, help="judge folder (default: the bundled one)")
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--shift", type=float, default=None, help="the sampler's timestep shift (default: the model's)")
     ap.add_argument("--guidance-interval", default=None,
                     help="lo,hi: guide only at t in [lo, hi] (the conditional velocity elsewhere)")
-    ap.add_argument("--solver", default="euler", choices=["euler", "ancestral", "renoise"],
+    ap.add_argument("--solver", default="euler", choices=["euler", "ancestral", "renoise", "student"],
                     help="the teacher's rule (diffusion/samplers.py); SDEdit starts (--start-t) need euler")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mouth", action="store_true",
@@ -55,9 +55,12 @@ def main() -> None:
         raise SystemExit(f"--start-t must be in (0, 1], got {args.start_t}")
     if args.start_t < 1.0 and args.solver != "euler":
         raise SystemExit("--start-t < 1 (SDEdit) is done with --solver euler")
+    if args.solver == "student" and args.guidance is None:
+        args.guidance = "1,1"  # the few-step student streams without guidance (streaming/session.py)
 
     from streamchar.diffusion.flow import noisy
-    from streamchar.diffusion.samplers import ancestral_sample, euler_timesteps, renoise_sample
+    from streamchar.diffusion.samplers import (ancestral_sample, euler_timesteps, renoise_sample, student_sample,
+                                               student_timesteps)
     from streamchar.eval.asr import wer
     from streamchar.eval.judge import load_judge
     from streamchar.pipeline import StreamChar
@@ -120,7 +123,11 @@ def main() -> None:
                     x_a = noisy(s["audio"][None].float(), x_a, torch.tensor([t0]))
                     if x_v is not None:
                         x_v = noisy(s["video"][None].float(), x_v, torch.tensor([t0]))
-                if args.solver != "euler":
+                if args.solver == "student":  # the 4-step student sampler (its timesteps, no --steps)
+                    x_v, x_a = student_sample(velocity, x_v, x_a, student_timesteps(
+                        mc.stream.student_timesteps, args.shift or mc.stream.shift), generator=g)
+                    ts = []
+                elif args.solver != "euler":
                     sample = ancestral_sample if args.solver == "ancestral" else renoise_sample
                     x_v, x_a = sample(velocity, x_v, x_a, args.steps, args.shift or mc.stream.shift, generator=g)
                     ts = []

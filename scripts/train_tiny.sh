@@ -7,7 +7,7 @@
 #   RUN=runs/x CLIPS=64 JUDGE_STEPS=100 STAGE2_STEPS=200 bash scripts/train_tiny.sh
 #   REUSE_BUNDLED=1 bash scripts/train_tiny.sh      # the bundled judge, tiny-codecs (and tiny-stage1, when it is
 #                                                   # there and the size is the preset's) instead of training them
-#   STAGE2_INIT=src/streamchar/bundled/tiny-stage2 REUSE_BUNDLED=1 bash scripts/train_tiny.sh  # stage 2 goes on
+#   STAGE2_INIT=src/streamchar/bundled/tiny-teacher REUSE_BUNDLED=1 bash scripts/train_tiny.sh  # stage 2 goes on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,7 @@ JUDGE_STEPS=${JUDGE_STEPS:-3000}
 VIDEO_STEPS=${VIDEO_STEPS:-4500}
 AUDIO_STEPS=${AUDIO_STEPS:-6000}
 STAGE1_STEPS=${STAGE1_STEPS:-2000}
-STAGE2_STEPS=${STAGE2_STEPS:-3000}  # 82 min on 2 cores: a whole stage fits one session (tiny-stage2's card)
+STAGE2_STEPS=${STAGE2_STEPS:-3000}  # 82 min on 2 cores: a whole stage fits one session (tiny-teacher's card)
 # the model's size (config settings for `streamchar convert --set`), chosen by scripts/size_sweep.py
 MODEL_SETTINGS=${MODEL_SETTINGS:-}
 SC=${SC:-.venv/bin/streamchar}
@@ -89,7 +89,7 @@ else
     --out-dir "$RUN/stage1" --steps "$STAGE1_STEPS" --set noise_draws=8 --set export_every=500 > "$RUN/stage1.json"
 fi
 
-# STAGE2_INIT continues stage 2 from a given pipeline (e.g. the bundled tiny-stage2) instead of stage 1's result
+# STAGE2_INIT continues stage 2 from a given pipeline (e.g. the bundled tiny-teacher) instead of stage 1's result
 STAGE2_INIT=${STAGE2_INIT:-$STAGE1}
 step "pretraining stage 2 ($STAGE2_STEPS steps from $STAGE2_INIT)"
 $SC train pretrain --config configs/pretrain_tiny.yaml --stage 2 --init "$STAGE2_INIT" --data "$RUN/latents" \

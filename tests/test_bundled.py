@@ -101,3 +101,17 @@ def test_bundled_audio_codec_keeps_speech_intelligible(true_speech, one_thread):
     original = wer(refs, [judge.transcribe(w, rate) for w in waves])
     coded = wer(refs, [judge.transcribe(round_trip_audio(audio, w), rate) for w in waves])
     assert coded - original <= 0.05, (original, coded)
+
+
+teacher_bundled = pytest.mark.skipif(not (ROOT / "tiny-teacher" / "model_index.json").is_file(),
+                                     reason="no bundled tiny-teacher in this checkout")
+
+
+@teacher_bundled
+def test_bundled_teacher_loads_by_name_as_a_teacher():
+    from streamchar.pipeline import StreamChar
+
+    teacher = StreamChar.from_pretrained("tiny-teacher")  # what distill_*_tiny.yaml's init / teacher name
+    assert teacher.cfg.preset == "tiny" and teacher.cfg.stream.sampler == "teacher"
+    assert teacher.cfg.dit.audio_to_video  # the card's run 5 gained the audio injection
+    assert "tiny-teacher" in (ROOT / "tiny-teacher" / "README.md").read_text().splitlines()[0]

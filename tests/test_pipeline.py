@@ -55,7 +55,7 @@ def test_codecs_shared_with_a_sibling_folder(model, tmp_path):
 
 
 def test_bad_checkpoints(model, tmp_path):
-    with pytest.raises(StreamCharError, match="not found"):
+    with pytest.raises(StreamCharError, match="nothing: no such folder, and not a bundled model"):
         StreamChar.from_pretrained(tmp_path / "nothing")
     model.save_pretrained(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "tokenizer").rename(tmp_path / "tok")

@@ -189,8 +189,8 @@ class StreamConfig:
     # family), 'ancestral' (DDPM's posterior draws, the SDE) or 'renoise' (x0 predicted, then fresh noise: a
     # lower-temperature sampler). `tiny` (`tiny()`): ancestral, measured on SynthTalk by scripts/forced_wer.py
     # (teacher-forced judge WER, 12 held-out clips, truth 0.125), guidance audio 3 unless named:
-    #   first tiny-stage2 (3,000 steps):  Euler 0.681, ancestral 0.607 (g 2: 0.631), renoise g 2 0.576
-    #   tiny-stage2 (+1,000 steps):       Euler 0.603, ancestral 0.532, renoise 0.546 (g 2: 0.553)
+    #   the teacher at 3,000 steps:       Euler 0.681, ancestral 0.607 (g 2: 0.631), renoise g 2 0.576
+    #   the teacher at 4,000 steps:       Euler 0.603, ancestral 0.532, renoise 0.546 (g 2: 0.553)
     # Checkpoints saved without this field keep Euler, what they were measured with.
     teacher_solver: str = "euler"
     # The sampler a stream uses unless told otherwise: 'teacher' (Euler, `teacher_steps`, guidance) for a
@@ -382,7 +382,7 @@ def _coerce(tp, value, name: str):
 
 def tiny() -> StreamCharConfig:
     """CPU scale: 64x64 video, a few-M-parameter DiT, a small Qwen2-architecture orchestrator."""
-    # guidance video 3: the tiny teacher with the audio injection (bundled tiny-stage2, 11,000 steps), 12 held-out
+    # guidance video 3: the tiny teacher with the audio injection (bundled tiny-teacher, 11,000 steps), 12 held-out
     # SynthTalk streams: sync-proxy offset 4.7 / 2.4 / 2.3 frames, judge WER 0.41 / 0.40 / 0.42 at video 1 / 3 / 5
     return StreamCharConfig(preset="tiny", dit=DiTConfig(audio_to_video=True),
                             stream=StreamConfig(teacher_solver="ancestral", guidance_video=3.0)).validate()

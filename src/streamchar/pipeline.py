@@ -124,9 +124,9 @@ class StreamChar(nn.Module):
     def from_pretrained(cls, path: str | Path, device="cpu") -> "StreamChar":
         from streamchar.codecs import load_tokenizer
 
-        path = Path(path)
-        if not path.is_dir():
-            raise StreamCharError(f"checkpoint folder not found: {path}")
+        from streamchar.bundled import resolve_checkpoint
+
+        path = resolve_checkpoint(path, option="checkpoint")  # a folder, or a bundled name ("tiny-teacher")
         for name in ("model_index.json", "config.yaml"):
             if not (path / name).exists():
                 raise StreamCharError(f"checkpoint {path} is missing {name}")

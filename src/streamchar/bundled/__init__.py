@@ -5,8 +5,9 @@
                   the trained DiT and orchestrator join it in later releases
     tiny-stage1   the tiny pipeline after pretraining stage 1 (speech only: its video side is random), what
                   stage 2 of scripts/train_tiny.sh starts from; its codecs are tiny-codecs' (shared, not copied)
-    tiny-stage2   the tiny pipeline after pretraining stage 2 (speech + video, 8,500 steps from tiny-stage1): it
-                  streams, but its speech is not yet the bundled tiny-teacher's bar (its card: judge WER 0.45)
+    tiny-teacher  the tiny teacher: the pipeline after pretraining stage 2 (speech + video, 11,000 steps from
+                  tiny-stage1), streamed with the 50-step guided sampler; what distillation starts from. Its
+                  card: judge WER 0.40 and sync offset 2.4 frames on held-out streams, short of issue 11's bar
 
 Each folder holds final weights only (safetensors) and a card saying how it was trained. `CHARACTER` is the
 bundled character's portrait (the demo's and the server's default reference image).
