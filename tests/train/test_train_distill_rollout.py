@@ -153,3 +153,50 @@ def test_cli_train_distill_rollout(setup, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["rollout"]["sink"] is False and report["steps"] == 1
     assert StreamChar.from_pretrained(tmp_path / "run" / "final").cfg.stream.sink is False
+
+
+TORCHRUN = """
+import json, sys
+from streamchar.train import destroy_distributed, init_distributed, is_main
+from streamchar.train.distill_rollout import RolloutConfig, run_distill_rollout
+
+init_distributed()
+student, teacher, latents, out, batch, strategy = sys.argv[1:7]
+c = RolloutConfig(init=student, teacher=teacher, data=latents, batch_size=int(batch), guidance=(2.0, 2.0),
+                  val_samples=0, ref_audio_prob=0.0, chunks=2, window=2)
+c.train.steps, c.train.out_dir, c.train.ckpt_every, c.train.warmup_steps, c.train.lr = 2, out, 0, 0, 1e-3
+c.train.ema_decay, c.train.val_every, c.train.strategy, c.train.seed = None, 0, strategy, 0
+report = run_distill_rollout(c.validate())
+if is_main():
+    with open(out + "/losses.json", "w") as f:
+        json.dump(report["losses"], f)
+destroy_distributed()
+"""
+
+
+def test_two_processes_match_one(setup, tmp_path):
+    """Under torchrun (gloo, DDP), 2 ranks with a micro-batch of 1 give the loss curve of 1 process with 2: each
+    rollout's draws are its own sample's, and the exit step is the step's."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root, latents = setup
+    script = tmp_path / "rollout2.py"
+    script.write_text(TORCHRUN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [str(root / "student"), str(root / "teacher"), str(latents)]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(port), str(script), *args, str(tmp_path / "two"), "1", "ddp"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    one = subprocess.run([sys.executable, str(script), *args, str(tmp_path / "one"), "2", "single"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = json.loads((tmp_path / "two" / "losses.json").read_text())
+    b = json.loads((tmp_path / "one" / "losses.json").read_text())
+    assert len(a) == 2 and a == pytest.approx(b, rel=1e-4, abs=1e-5)
