@@ -179,6 +179,9 @@ def test_long_protocol_drift_and_plots(tmp_path):
     videos.mkdir()
     _stream(videos / "clean.mp4", 31)
     _stream(videos / "worse.mp4", 31, degrade_after=25)
+    timings = {"chunk_seconds": 1.375, "rtf": 0.5, "first_chunk_s": 0.5,
+               "per_chunk": [{"total_s": 0.5}] * 23}  # 31 s of 33-frame chunks: 22 whole
+    (videos / "worse.timings.json").write_text(json.dumps(timings))
     report = evaluate(videos, tmp_path / "r", EvalOptions(protocol="long", frame_stride=2), progress=False)
     by_key = {v["key"]: v for v in report["videos"]}
     clean, worse = by_key["clean"]["quality_drift_proxy"], by_key["worse"]["quality_drift_proxy"]
@@ -191,7 +194,12 @@ def test_long_protocol_drift_and_plots(tmp_path):
     assert "wer" not in report["metrics"]  # no transcripts: said per video
     assert any("no clean.txt transcript" in w for w in by_key["clean"]["warnings"])
     plots = {p.split("/")[-1] for p in report["plots"]}
-    assert {"clean.drift.png", "worse.drift.png", "clean.sync.png"} <= plots
+    assert {"clean.drift.png", "worse.drift.png", "clean.sync.png", "worse.chunks.png"} <= plots
+    chunks = by_key["worse"]["per_chunk"]  # the noise starts at 25 s: in chunk 18 (24.75-26.1 s)
+    assert chunks["chunk_frames"] == 33 and len(chunks["identity_proxy_ssim"]) == 22
+    ssim = np.asarray(chunks["identity_proxy_ssim"])
+    assert ssim[:18].min() > ssim[19:].max() + 0.2 and np.ptp(ssim[:18]) < 0.05
+    assert "per_chunk" not in by_key["clean"]  # no timings: chunks unknown
     assert all((tmp_path / "r" / "plots" / p).stat().st_size > 1000 for p in plots)
 
 

@@ -4,6 +4,8 @@
                       30 s segment's last-5 s mean: Quality Drift is the largest gap (long streams only);
 - `<key>.sync.png`    sync per window: the offset (frames) and the confidence, proxy and SyncNet (streams with
                       two windows or more);
+- `<key>.chunks.png`  identity SSIM and per-frame quality averaged per chunk, against chunk index (long streams
+                      with a timings file: what the sink chunk should keep flat);
 - `<key>.latency.png` per-chunk time by stage (orchestrator, DiT, decode, write) against the chunk's own
                       duration, the real-time budget (when a timings file is there).
 """
@@ -52,6 +54,20 @@ def drift_curve(path: Path, key: str, entry: dict, quality: dict, fps: float) ->
         ax.set_title(f"{key}: {name} = {d['drift']:.4f}")
         ax.set_xlabel("seconds")
         ax.legend(fontsize=7, loc="best")
+    return _close(plt, fig, path)
+
+
+def chunk_curves(path: Path, key: str, per_chunk: dict | None) -> str | None:
+    names = [n for n in (per_chunk or {}) if n != "chunk_frames" and len(per_chunk[n]) >= 2]
+    if not names:
+        return None
+    plt = _figure()
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 2.4 * len(names)), sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        ax.plot(per_chunk[name], lw=0.9)
+        ax.set_ylabel(name, fontsize=8)
+    axes[-1, 0].set_xlabel(f"chunk index ({per_chunk['chunk_frames']} frames each)")
+    axes[0, 0].set_title(f"{key}: per chunk")
     return _close(plt, fig, path)
 
 
@@ -111,6 +127,7 @@ def write_all(folder: Path, entries: list[dict], extras: list[dict]) -> list[str
         key = entry["key"]
         written.append(drift_curve(folder / f"{key}.drift.png", key, entry, extra["quality"], extra["quality_fps"]))
         written.append(sync_windows(folder / f"{key}.sync.png", key, entry.get("sync_windows", [])))
+        written.append(chunk_curves(folder / f"{key}.chunks.png", key, entry.get("per_chunk")))
         if "timings" in extra:
             written.append(latency_timeline(folder / f"{key}.latency.png", key, extra["timings"]))
     return [p for p in written if p is not None]

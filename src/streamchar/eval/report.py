@@ -211,7 +211,7 @@ def score_video(path: Path, backends: Backends, opts: EvalOptions, transcript: s
         entry["identity_similarity"] = {"value": float(identity.cosine(e, ref_e).mean())}
 
     q_fps = fps / stride
-    extra["quality"], extra["quality_fps"] = quality, q_fps
+    extra["quality"], extra["quality_fps"], extra["identity_ssim"] = quality, q_fps, ident_ssim
     for s in backends.scorers:
         entry[s.metric] = {"value": float(np.mean(quality[s.metric])), "frames_scored": len(quality[s.metric])}
         if protocol.drift:
@@ -251,6 +251,22 @@ def _reference_image(refs: Path | None, key: str) -> np.ndarray | None:
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     mp4 = refs / f"{key}.mp4"
     return read_frames(mp4, [0])[0] if mp4.is_file() else None
+
+
+def per_chunk(extra: dict, chunk_seconds: float, fps: float) -> dict:
+    """The scored frames' identity SSIM (face crop to the reference) and quality, averaged per generated chunk
+    (chunk k: frames [k n, (k + 1) n), n = chunk_seconds x fps; a last partial chunk is left out), so a long
+    stream's drift can be read against chunk index."""
+    n = max(1, round(chunk_seconds * fps))
+    step = fps / extra["quality_fps"]  # frames per scored frame (the stride)
+    series = {"identity_proxy_ssim": extra["identity_ssim"], **extra["quality"]}
+    out = {"chunk_frames": n}
+    for name, values in series.items():
+        v = np.asarray(values, dtype=np.float64)
+        chunk_of = (np.arange(len(v)) * step // n).astype(int)  # (scored frames,) -> chunk index
+        chunks = int(round(len(v) * step)) // n
+        out[name] = [float(v[chunk_of == k].mean()) for k in range(chunks) if (chunk_of == k).any()]
+    return out
 
 
 def _timings(videos: Path, timings: Path | None, key: str) -> dict | None:
@@ -460,6 +476,8 @@ def evaluate(videos: str | Path, out: str | Path, opts: EvalOptions, progress: b
             if timings.get("speech_end_s") is not None:  # did the stream end where the truth's speech ends?
                 entry["stream_end"] = stream_end(timings, protocol.seconds)
             extra["timings"] = timings
+            if protocol.drift:  # long streams: the per-chunk curves the sink is meant to keep flat
+                entry["per_chunk"] = per_chunk(extra, float(timings["chunk_seconds"]), entry["frames"] / entry["seconds"])
         entries.append(entry)
         extras.append(extra)
     if not entries:
