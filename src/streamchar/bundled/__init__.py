@@ -8,6 +8,8 @@
     tiny-teacher  the tiny teacher: the pipeline after pretraining stage 2 (speech + video, 11,000 steps from
                   tiny-stage1), streamed with the 50-step guided sampler; what distillation starts from. Its
                   card: judge WER 0.40 and sync offset 2.4 frames on held-out streams, short of issue 11's bar
+    tiny-dmd      the 4-step student after Stage I (DMD) from tiny-teacher: what Stage II starts from, an
+                  intermediate kept so a reset machine loses at most one stage (not the default character)
 
 Each folder holds final weights only (safetensors) and a card saying how it was trained. `CHARACTER` is the
 bundled character's portrait (the demo's and the server's default reference image).
