@@ -8,7 +8,9 @@ medians compared: `ratio` = ours / diffusers (< 1: ours is faster).
 
     python benchmarks/bench_peer.py [--repeats 15] [--dtype fp32|bf16] [--device auto]
 
-Configurations: the `tiny` preset's DiT dims and a 512-wide, 8-layer DiT. Prints one JSON object on stdout.
+Configurations: the `tiny` preset's DiT dims and a 512-wide, 8-layer DiT. Each also times our DiT in fp32 against
+bf16, interleaved (`bf16_speedup`), beside the dtype `--device auto` picks there (`auto_dtype`). Prints one JSON
+object on stdout.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from streamchar.config import DiTConfig, tiny
-from streamchar.device import pick_device, sync
+from streamchar.device import cpu_has_bf16, inference_dtype, pick_device, sync
 from streamchar.models.dit import JointDiT
 
 C, TEXT_DIM, TEXT_LEN, GRID = 16, 64, 32, (9, 16, 16)
@@ -76,6 +78,28 @@ def compare(name: str, dit_cfg: DiTConfig, device, dtype, repeats: int) -> dict:
             "ratio": o / w}
 
 
+@torch.no_grad()
+def bf16_speedup(dit_cfg: DiTConfig, device, repeats: int) -> dict:
+    """Our DiT in fp32 and in bf16 on the same inputs, interleaved: `bf16_speedup` = fp32 / bf16 time."""
+    runs = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        ours, _ = build(dit_cfg, device, dtype)
+        g = torch.Generator().manual_seed(1)
+        x_v = torch.randn(1, C, *GRID, generator=g).to(device, dtype)
+        ctx = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=g).to(device, dtype)
+        x_a, c_a = x_v.new_zeros(1, 0, 8), x_v.new_zeros(1, 0, dit_cfg.dim)
+        t = torch.full((1,), 0.7, device=device)
+        runs[dtype] = lambda ours=ours, x_v=x_v, x_a=x_a, c_a=c_a, t=t, ctx=ctx: ours.forward_full(x_v, x_a, c_a, t, [], ctx)
+        runs[dtype](), runs[dtype]()  # warm-up
+    times = {dtype: [] for dtype in runs}
+    for _ in range(repeats):
+        for dtype, step in runs.items():
+            times[dtype].append(timed(step, device))
+    fp32, bf16 = (statistics.median(times[d]) for d in (torch.float32, torch.bfloat16))
+    log(f"  ours fp32 {fp32 * 1e3:.1f} ms, bf16 {bf16 * 1e3:.1f} ms, bf16 speedup {fp32 / bf16:.2f}")
+    return {"ours_fp32_s": fp32, "ours_bf16_s": bf16, "bf16_speedup": fp32 / bf16}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
@@ -89,7 +113,11 @@ def main():
                                   freq_dim=t.freq_dim)),
                ("dim512x8", DiTConfig(dim=512, num_layers=8, num_heads=8, ffn_dim=2048, freq_dim=256))]
     results = [compare(name, cfg, device, dtype, args.repeats) for name, cfg in configs]
-    print(json.dumps({"configs": results, "dtype": args.dtype, "device": str(device), "repeats": args.repeats,
+    for (name, cfg), row in zip(configs, results):  # bf16 against fp32, ours alone, interleaved
+        row.update(bf16_speedup(cfg, device, args.repeats))
+    print(json.dumps({"configs": results, "dtype": args.dtype, "cpu_has_bf16": cpu_has_bf16(),
+                      "auto_dtype": {name: str(inference_dtype(device, cfg.dim)).removeprefix("torch.")
+                                     for name, cfg in configs}, "device": str(device), "repeats": args.repeats,
                       "torch": torch.__version__, "threads": torch.get_num_threads(), "random_init": True},
                      indent=2))
 
