@@ -115,3 +115,57 @@ def test_bundled_teacher_loads_by_name_as_a_teacher():
     assert teacher.cfg.preset == "tiny" and teacher.cfg.stream.sampler == "teacher"
     assert teacher.cfg.dit.audio_to_video  # the card's run 5 gained the audio injection
     assert "tiny-teacher" in (ROOT / "tiny-teacher" / "README.md").read_text().splitlines()[0]
+
+
+default_bundled = pytest.mark.skipif(not (ROOT / "tiny" / "model_index.json").is_file(),
+                                     reason="no bundled default character (tiny) in this checkout")
+
+
+@default_bundled
+@judge_bundled
+def test_the_demo_speaks_its_text_with_its_mouth_following_the_audio(tmp_path, one_thread):
+    """`streamchar demo` streams the bundled default (no --checkpoint, no random weights) speaking its text. The
+    bounds are what this model meets with margin and random weights miss by far (measured 2026-12-08: WER 0.64-0.77
+    over 4 seeds, |offset| 0-2 frames, confidence 0.18-0.29, ending with the transcript after 6 chunks; random
+    weights: WER 2.6, offset -11, confidence 0.06, running to the 30 s cap). Issue 13's WER target is 0.30: not met
+    (the card says so)."""
+    import json
+
+    import av
+
+    from streamchar.cli import main
+    from streamchar.cli.use import DEMO_TEXT
+    from streamchar.config import tiny
+    from streamchar.eval.asr import normalize_text, wer
+    from streamchar.eval.judge import load_judge
+    from streamchar.eval.media import read_audio
+    from streamchar.eval.sync import sync_proxy
+
+    out, timings = tmp_path / "demo.mp4", tmp_path / "t.json"
+    assert main(["demo", "--out", str(out), "--timings", str(timings), "--quiet"]) == 0
+    report = json.loads(timings.read_text())
+    assert not report["random_init"] and report["checkpoint"] == str(ROOT / "tiny")
+    assert report["sampler"] == "student" and report["ended_by"] == "transcript" and report["chunks"] <= 8
+    audio, sr = read_audio(out)
+    assert wer(normalize_text(DEMO_TEXT), normalize_text(load_judge().transcribe(audio, sr))) < 0.85
+    with av.open(str(out)) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    sync = sync_proxy(frames, audio, sr, tiny().video.fps)
+    assert abs(sync.offset) <= 3 and sync.sync_c > 0.12, sync
+
+
+@default_bundled
+def test_generate_without_a_checkpoint_streams_the_bundled_default(tmp_path, monkeypatch):
+    from streamchar.cli.options import stream_model
+    from streamchar.pipeline import StreamChar
+
+    args = type("Args", (), {"checkpoint": None, "random_init": False})()
+    assert stream_model(args) == ROOT / "tiny" and args.checkpoint == "tiny"
+    student = StreamChar.from_pretrained("tiny")
+    assert student.cfg.stream.sampler == "student"  # distilled: the 4-step sampler by default
+    assert (ROOT / "tiny" / "README.md").read_text().startswith("# tiny: the bundled default character")
+    random = type("Args", (), {"checkpoint": None, "random_init": True})()
+    assert stream_model(random) is None
+    monkeypatch.setattr("streamchar.bundled.DEFAULT", "missing-default")
+    with pytest.raises(Exception, match="no trained model is bundled"):
+        stream_model(type("Args", (), {"checkpoint": None, "random_init": False})())

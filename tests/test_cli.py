@@ -132,12 +132,19 @@ def test_generate_same_seed_is_deterministic_with_ref_audio(tmp_path, ref_image,
     np.testing.assert_array_equal(aa, ab)
 
 
-def test_generate_without_model_refuses(tmp_path, ref_image):
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    proc = run_cli("generate", "--text", "hi", "--ref-image", str(ref_image), "--out", str(out_dir / "x.mp4"))
-    assert_one_line_error(proc, "no trained model is bundled")
-    assert list(out_dir.iterdir()) == []
+def test_generate_without_a_checkpoint_streams_the_bundled_default(tmp_path, ref_image):
+    from streamchar.bundled import DEFAULT, ROOT
+
+    if not (ROOT / DEFAULT / "model_index.json").is_file():
+        pytest.skip("no bundled default character in this checkout")
+    out, timings = tmp_path / "x.mp4", tmp_path / "t.json"
+    proc = run_cli("generate", "--text", "hi", "--out", str(out), "--max-seconds", "1", "--timings", str(timings),
+                   "--quiet")  # neither --checkpoint nor --ref-image: the bundled character and model
+    assert proc.returncode == 0, proc.stderr
+    assert "RANDOM" not in proc.stderr
+    report = json.loads(timings.read_text())
+    assert report["checkpoint"] == str(ROOT / DEFAULT) and not report["random_init"] and report["sampler"] == "student"
+    assert probe_mp4(out)["video_frames"] == CHUNK_FRAMES
 
 
 BAD_INPUTS = {

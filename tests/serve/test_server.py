@@ -209,7 +209,8 @@ def test_worker_round_robin_gives_every_session_a_chunk_in_turn(tiny_model, star
 
 
 @pytest.mark.parametrize("args,words", [
-    ([], "no trained model is bundled"),
+    (["--checkpoint", "tiny-codecs"], "holds the codecs only"),
+    (["--checkpoint", "tiny", "--random-init"], "exclude each other"),
     (["--random-init", "--port", "70000"], "--port must be between 1 and 65535"),
     (["--random-init", "--max-sessions", "0"], "--max-sessions must be >= 1"),
     (["--random-init", "--token", " "], "--token is empty"),

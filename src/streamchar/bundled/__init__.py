@@ -10,6 +10,8 @@
                   card: judge WER 0.40 and sync offset 2.4 frames on held-out streams, short of issue 11's bar
     tiny-dmd      the 4-step student after Stage I (DMD) from tiny-teacher: what Stage II starts from, an
                   intermediate kept so a reset machine loses at most one stage (not the default character)
+    tiny          the default character: the 4-step student after Stage II (online rollout) from tiny-dmd,
+                  what `streamchar generate`, `serve` and `demo` stream without --checkpoint
 
 Each folder holds final weights only (safetensors) and a card saying how it was trained. `CHARACTER` is the
 bundled character's portrait (the demo's and the server's default reference image).
@@ -23,6 +25,7 @@ from streamchar.errors import StreamCharError
 
 ROOT = Path(__file__).resolve().parent
 CHARACTER = ROOT / "character.png"
+DEFAULT = "tiny"  # what `generate`, `serve` and `demo` stream without --checkpoint
 
 
 def bundled_names() -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 from streamchar.errors import StreamCharError
 from streamchar.paths import input_folder, run_folder
 
-NO_MODEL = ("no trained model is bundled yet: pass --checkpoint DIR for a trained one, "
-            "or --random-init to stream with random weights")
+NO_MODEL = ("no trained model is bundled in this install (the default `tiny` is missing): pass --checkpoint DIR for "
+            "a trained one, or --random-init to stream with random weights")
 
 MAX_STREAM_SECONDS = 24 * 3600.0  # --max-seconds accepts up to a day of video
 MAX_SEED = 2**32 - 1
@@ -48,6 +48,22 @@ def model_folder(value: str, option: str = "--checkpoint") -> Path:
         raise StreamCharError(f"{option} {value} holds the codecs only (no trained DiT / orchestrator yet): "
                               "use it with `streamchar eval-codecs` or `convert --video-vae/--audio-vae`")
     return path
+
+
+def stream_model(args) -> Path | None:
+    """generate / serve / demo: the model folder to stream, or None for --random-init. Without --checkpoint it is
+    the bundled default character (`streamchar.bundled.DEFAULT`)."""
+    from streamchar.bundled import DEFAULT, bundled_names
+
+    if args.checkpoint is not None and args.random_init:
+        raise StreamCharError("--checkpoint and --random-init exclude each other: choose one")
+    if args.random_init:
+        return None
+    if args.checkpoint is None:
+        if DEFAULT not in bundled_names():
+            raise StreamCharError(NO_MODEL)
+        args.checkpoint = DEFAULT
+    return model_folder(args.checkpoint)
 
 
 def train_overrides(cfg, args):

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from streamchar.cli.options import NO_MODEL, model_folder, positive, seed
+from streamchar.cli.options import positive, seed, stream_model
 from streamchar.config import SOLVERS
 from streamchar.errors import StreamCharError
 from streamchar.paths import input_file, input_folder, output_file, output_folder
@@ -20,16 +20,15 @@ def cmd_generate(args) -> int:
         raise StreamCharError(f"--guidance takes two scales > 0 (video, audio), got {args.guidance}")
     out = output_file(args.out, "--out")
     timings = output_file(args.timings, "--timings") if args.timings else None
-    if args.checkpoint is None and not args.random_init:
-        raise StreamCharError(NO_MODEL)
-    if args.checkpoint is not None and args.random_init:
-        raise StreamCharError("--checkpoint and --random-init exclude each other: choose one")
     if args.random_init and args.preset == "paper":
         raise StreamCharError("--random-init builds the tiny preset only: the paper preset needs the Wan2.2 VAE "
                               "and the Oobleck VAE from your disk; assemble them with `streamchar convert --preset "
                               "paper --video-vae ... --audio-vae ...` and pass the result as --checkpoint")
-    if args.checkpoint is not None:
-        args.checkpoint = model_folder(args.checkpoint)
+    args.checkpoint = stream_model(args)  # a folder; without --checkpoint the bundled default; None: random
+    if args.ref_image is None:
+        from streamchar.bundled import CHARACTER
+
+        args.ref_image = str(CHARACTER)
     for option, path in (("--ref-image", args.ref_image), ("--ref-audio", args.ref_audio)):
         if path is not None:
             input_file(path, option)
@@ -49,8 +48,8 @@ def cmd_generate(args) -> int:
     if args.checkpoint is not None:
         model = StreamChar.from_pretrained(args.checkpoint, device=device)
     else:
-        print(f"streamchar: {NO_MODEL.split(':')[0]}; streaming with RANDOM weights (--random-init, preset "
-              f"{args.preset}): the output is noise, not a character", file=sys.stderr)
+        print(f"streamchar: streaming with RANDOM weights (--random-init, preset {args.preset}): the output is "
+              "noise, not a character", file=sys.stderr)
         model = StreamChar.from_config(cfg, seed=args.seed).to(device)
     model = model.to(inference_dtype(device, model.cfg.dit.dim))
     compile_s = None
@@ -71,7 +70,7 @@ def cmd_generate(args) -> int:
     report = stream_to_file(session, out, progress=not args.quiet)
     report["compile_s"] = compile_s
     report.update(device=str(device), preset=model.cfg.preset, sampler=session.sampler, guidance=session.guidance,
-                  solver=session.solver,
+                  solver=session.solver, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
                   random_init=args.checkpoint is None)
     if timings is not None:
         write_json(report, timings)
@@ -79,6 +78,15 @@ def cmd_generate(args) -> int:
           f"{report['rtf_steady']:.2f} after a first chunk of {report['first_chunk_s']:.2f} s, on {device})",
           file=sys.stderr)
     return 0
+
+
+DEMO_TEXT = ("Hello! I am a streaming character. Every chunk of my speech and video is generated together, "
+             "faster than you can watch it.")
+
+
+def cmd_demo(args) -> int:
+    """`generate` with everything defaulted: the bundled character speaks DEMO_TEXT into --out."""
+    return cmd_generate(args)
 
 
 def cmd_serve(args) -> int:
@@ -89,10 +97,7 @@ def cmd_serve(args) -> int:
         raise StreamCharError(f"--max-sessions must be >= 1, got {args.max_sessions}")
     if args.token is not None and not args.token.strip():
         raise StreamCharError("--token is empty: give a secret, or leave the option out")
-    if args.checkpoint is None and not args.random_init:
-        raise StreamCharError(NO_MODEL)
-    if args.checkpoint is not None and args.random_init:
-        raise StreamCharError("--checkpoint and --random-init exclude each other: choose one")
+    folder = stream_model(args)  # without --checkpoint the bundled default; None: random weights
     if args.max_lead is not None and not args.max_lead > 0:
         raise StreamCharError(f"--max-lead must be > 0 seconds, got {args.max_lead}")
     ref = input_file(args.ref_image, "--ref-image") if args.ref_image else None
@@ -107,11 +112,11 @@ def cmd_serve(args) -> int:
     from streamchar.serve.app import ServeOptions, create_app
 
     device = pick_device(args.device)
-    if args.checkpoint is not None:
-        model = StreamChar.from_pretrained(model_folder(args.checkpoint), device=device)
+    if folder is not None:
+        model = StreamChar.from_pretrained(folder, device=device)
     else:
-        print(f"streamchar: {NO_MODEL.split(':')[0]}; serving RANDOM weights (--random-init, preset {args.preset}): "
-              "the streams are noise, not a character", file=sys.stderr)
+        print(f"streamchar: serving RANDOM weights (--random-init, preset {args.preset}): the streams are noise, "
+              "not a character", file=sys.stderr)
         model = StreamChar.from_config(preset(args.preset), seed=0).to(device)
     model = model.to(inference_dtype(device, model.cfg.dit.dim)).eval()
     app = create_app(model, ServeOptions(token=args.token, max_sessions=args.max_sessions,
@@ -185,16 +190,15 @@ def cmd_cost(args) -> int:
     return 0
 
 
-def add_commands(sub, presets: list[str], samplers: list[str]) -> None:
-    from streamchar.cost.gpus import GPUS
+def stream_options(g, presets: list[str], samplers: list[str]) -> None:
+    """The model, reference, sampler and output options `generate` and `demo` share."""
+    from streamchar.bundled import DEFAULT
 
-    g = sub.add_parser("generate", help="stream a character speaking TEXT into an MP4 file")
-    g.add_argument("--text", required=True, help="the transcript to speak")
-    g.add_argument("--ref-image", required=True, help="reference image of the character")
-    g.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC), written atomically")
+    g.add_argument("--ref-image", default=None, help="reference image of the character: a portrait, ideally "
+                   "cropped like SynthTalk's (default: the bundled character)")
     g.add_argument("--ref-audio", help="reference voice (any audio file ffmpeg reads)")
     g.add_argument("--prompt", default="a person talking to the camera", help="visual prompt for the DiT")
-    g.add_argument("--checkpoint", help="a trained model folder (see StreamChar.save_pretrained)")
+    g.add_argument("--checkpoint", help=f"a trained model folder or a bundled name (default: the bundled {DEFAULT})")
     g.add_argument("--preset", default="tiny", choices=presets, help="with --random-init (a checkpoint has its own)")
     g.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
     g.add_argument("--max-seconds", default=None,
@@ -213,12 +217,27 @@ def add_commands(sub, presets: list[str], samplers: list[str]) -> None:
                    help="torch.compile the DiT before the stream starts (takes seconds to minutes first)")
     g.add_argument("--timings", help="write per-chunk timings to this JSON file")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_commands(sub, presets: list[str], samplers: list[str]) -> None:
+    from streamchar.cost.gpus import GPUS
+
+    g = sub.add_parser("generate", help="stream a character speaking TEXT into an MP4 file")
+    g.add_argument("--text", required=True, help="the transcript to speak")
+    g.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC), written atomically")
+    stream_options(g, presets, samplers)
     g.set_defaults(func=cmd_generate)
+
+    d = sub.add_parser("demo", help="the bundled character speaks a short text into demo.mp4 (generate, defaulted)")
+    d.add_argument("--text", default=DEMO_TEXT, help="the transcript to speak (default: a short introduction)")
+    d.add_argument("--out", default="demo.mp4", help="output .mp4 (H.264 + AAC), written atomically")
+    stream_options(d, presets, samplers)
+    d.set_defaults(func=cmd_demo, max_seconds="30")  # a cap in case the pointer never reaches the end
 
     sv = sub.add_parser("serve", help="a live streaming server: HTTP + WebSocket API and a browser player")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (localhost only by default)")
     sv.add_argument("--port", type=int, default=8000, help="TCP port")
-    sv.add_argument("--checkpoint", help="a trained model folder or a bundled name")
+    sv.add_argument("--checkpoint", help="a trained model folder or a bundled name (default: the bundled tiny)")
     sv.add_argument("--random-init", action="store_true", help="random weights (no trained model is needed)")
     sv.add_argument("--preset", default="tiny", choices=presets, help="with --random-init")
     sv.add_argument("--max-sessions", type=int, default=4, help="live sessions at once; more get 429")
