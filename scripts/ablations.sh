@@ -15,6 +15,7 @@ RUN=${RUN:-runs/tiny}
 ROLLOUT_STEPS=${ROLLOUT_STEPS:-400}
 N=${N:-16}          # held-out items of the short protocol
 LONG_N=${LONG_N:-4} # 5-minute streams of the long protocol
+SHORT_SECONDS=${SHORT_SECONDS:-}  # the short protocol's stream length (default: the protocol's 10 s)
 OUT=${OUT:-$RUN/ablations}
 SC=${SC:-.venv/bin/streamchar}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} HF_HUB_OFFLINE=1
@@ -36,14 +37,16 @@ rollout abl_nosink "$RUN/dmd/final" --no-sink
 rollout abl_onechunk "$RUN/dmd/final" --one-chunk
 rollout abl_stage2only "$RUN/stage2/final"
 
-row() {  # name, protocol, items, checkpoint
+row() {  # name, protocol, items, checkpoint, then extra eval flags
   step "eval $1 ($2 protocol, $3 items)"
-  [ -f "$OUT/$1/report.json" ] || $SC eval --data "$RUN/synthtalk" --protocol "$2" --limit "$3" --quiet \
-    --generate --checkpoint "$4" --videos "$OUT/$1.videos" --out "$OUT/$1" > /dev/null
+  local name=$1 protocol=$2 items=$3 ckpt=$4; shift 4
+  [ -f "$OUT/$name/report.json" ] || $SC eval --data "$RUN/synthtalk" --protocol "$protocol" --limit "$items" --quiet \
+    --generate --checkpoint "$ckpt" --videos "$OUT/$name.videos" --out "$OUT/$name" "$@" > /dev/null
 }
-row full "short" "$N" "$RUN/rollout/final"
-row onechunk "short" "$N" "$RUN/abl_onechunk/final"
-row stage2only "short" "$N" "$RUN/abl_stage2only/final"
+short=(); [ -z "$SHORT_SECONDS" ] || short=(--seconds "$SHORT_SECONDS")
+row full "short" "$N" "$RUN/rollout/final" "${short[@]}"
+row onechunk "short" "$N" "$RUN/abl_onechunk/final" "${short[@]}"
+row stage2only "short" "$N" "$RUN/abl_stage2only/final" "${short[@]}"
 row full_long "long" "$LONG_N" "$RUN/rollout/final"
 row nosink_long "long" "$LONG_N" "$RUN/abl_nosink/final"
 
