@@ -169,3 +169,29 @@ def test_generate_without_a_checkpoint_streams_the_bundled_default(tmp_path, mon
     monkeypatch.setattr("streamchar.bundled.DEFAULT", "missing-default")
     with pytest.raises(Exception, match="no trained model is bundled"):
         stream_model(type("Args", (), {"checkpoint": None, "random_init": False})())
+
+
+@default_bundled
+@judge_bundled
+@needs_espeak
+def test_the_cards_check_row_reproduces(tmp_path):
+    """The default's card holds a small eval row with the command that made it; a re-run lands within noise."""
+    import json
+    import re
+
+    from streamchar.cli import main
+    from streamchar.data import synthtalk
+
+    card = (ROOT / "tiny" / "README.md").read_text()
+    row = re.search(r"^\| 3 items \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", card, re.M)
+    assert row, "the card has no re-run check row"
+    wer, offset, ssim = map(float, row.groups())
+    synthtalk.generate(tmp_path / "st", 60, seed=0, workers=1, progress=False)
+    assert main(["eval", "--data", str(tmp_path / "st"), "--protocol", "short", "--limit", "3", "--seconds", "25",
+                 "--generate", "--checkpoint", "tiny", "--videos", str(tmp_path / "v"), "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 0
+    m = {k: v["value"] for k, v in json.loads((tmp_path / "r" / "report.json").read_text())["metrics"].items()
+         if isinstance(v, dict) and "value" in v}
+    assert abs(m["wer"] - wer) <= 0.2, (m["wer"], wer)
+    assert abs(m["sync_proxy_abs_offset"] - offset) <= 1.5, (m["sync_proxy_abs_offset"], offset)
+    assert abs(m["identity_proxy_ssim"] - ssim) <= 0.04, (m["identity_proxy_ssim"], ssim)
