@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN=${RUN:-runs/tiny}
-DMD_STEPS=${DMD_STEPS:-600}
-ROLLOUT_STEPS=${ROLLOUT_STEPS:-400}
+DMD_STEPS=${DMD_STEPS:-400}      # the bundled tiny: 400 (80 student updates)
+ROLLOUT_STEPS=${ROLLOUT_STEPS:-575}  # the bundled tiny: 575
 SC=${SC:-.venv/bin/streamchar}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} HF_HUB_OFFLINE=1 RUN
 
