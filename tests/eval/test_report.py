@@ -8,7 +8,7 @@ import torch
 
 from streamchar.errors import StreamCharError
 from streamchar.eval.judge import BUNDLED
-from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced, stream_end
+from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced, stream_end, voice_end
 
 WEIGHT_ENVS = ("STREAMCHAR_INCEPTION", "STREAMCHAR_I3D", "STREAMCHAR_SYNCNET", "STREAMCHAR_FACE_DETECTOR",
                "STREAMCHAR_FACE_EMBEDDER", "STREAMCHAR_MUSIQ", "STREAMCHAR_RAFT", "STREAMCHAR_WHISPER")
@@ -80,6 +80,31 @@ def test_stream_end_censors_streams_their_length_cap_stopped():
     assert stream_end(timings(4, 5.0, ended_by="transcript"), 10.0)["error_chunks"] == 0
     # older timings files: capped when the stream reached the protocol's length
     assert stream_end(timings(8, 20.0), 10.0)["censored"] and not stream_end(timings(5, 20.0), 10.0)["censored"]
+
+
+def test_stream_end_against_the_streams_own_speech():
+    """The last voiced frame of the soundtrack, and the chunks a stream ran on after it."""
+    sr = 16000
+    t = np.arange(5 * sr) / sr
+    audio = np.where((t > 0.5) & (t < 3.0), 0.3 * np.sin(2 * np.pi * 220 * t), 0.0)
+    audio = (audio + 1e-4 * np.random.default_rng(0).standard_normal(len(t))).astype(np.float32)  # a noise floor
+    assert abs(voice_end(audio, sr) - 3.0) <= 0.02
+    audio[int(4.0 * sr):int(4.1 * sr)] = 0.02  # a breath 24 dB under the speech still counts; 40 dB under does not
+    assert abs(voice_end(audio, sr) - 4.1) <= 0.02
+    audio[int(4.0 * sr):int(4.1 * sr)] = 0.003
+    assert abs(voice_end(audio, sr) - 3.0) <= 0.02
+    assert voice_end(np.zeros(sr, np.float32), sr) is None and voice_end(np.zeros(10, np.float32), sr) is None
+
+    def timings(chunks, **kw):
+        return {"chunk_seconds": 1.375, "speech_end_s": 2.0, "per_chunk": [{}] * chunks, **kw}
+
+    on_time = stream_end(timings(3, ended_by="transcript"), 10.0, voice_end_s=3.0)  # speech ends in chunk 3
+    assert on_time["voice_chunks"] == 3 and on_time["voice_error_chunks"] == 0 and not on_time["capped"]
+    assert on_time["error_chunks"] == 1  # against the truth's timing (another speaking rate): one late
+    trailing = stream_end(timings(6, ended_by="transcript"), 10.0, voice_end_s=3.0)
+    assert trailing["voice_error_chunks"] == 3
+    assert stream_end(timings(8, ended_by="max_seconds"), 10.0, voice_end_s=3.0)["capped"]
+    assert "voice_chunks" not in stream_end(timings(3), 10.0)
 
 
 def test_short_report_on_true_clips(clips, tmp_path, capsys):
