@@ -166,25 +166,13 @@ destroy_distributed()
 def test_two_processes_match_one(setup, tmp_path):
     """Under torchrun (gloo), 2 ranks with a micro-batch of 1 give the loss curve of 1 process with 2: each
     sample's draws are its own, and the exit step is the step's."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from torchrun_helper import alone, torchrun
 
     root, _, latents = setup
     script = tmp_path / "dmd2.py"
     script.write_text(TORCHRUN)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(port), str(script), str(root / "teacher"), str(latents), str(tmp_path / "two"), "1",
-                          "ddp"], env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
-    one = subprocess.run([sys.executable, str(script), str(root / "teacher"), str(latents), str(tmp_path / "one"),
-                          "2", "single"], env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun(str(script), str(root / "teacher"), str(latents), str(tmp_path / "two"), "1", "ddp")
+    alone(str(script), str(root / "teacher"), str(latents), str(tmp_path / "one"), "2", "single")
     a = json.loads((tmp_path / "two" / "losses.json").read_text())
     b = json.loads((tmp_path / "one" / "losses.json").read_text())
     assert a == pytest.approx(b, rel=1e-4, abs=1e-5)

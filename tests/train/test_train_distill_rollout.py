@@ -177,26 +177,14 @@ destroy_distributed()
 def test_two_processes_match_one(setup, tmp_path):
     """Under torchrun (gloo, DDP), 2 ranks with a micro-batch of 1 give the loss curve of 1 process with 2: each
     rollout's draws are its own sample's, and the exit step is the step's."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from torchrun_helper import alone, torchrun
 
     root, latents = setup
     script = tmp_path / "rollout2.py"
     script.write_text(TORCHRUN)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     args = [str(root / "student"), str(root / "teacher"), str(latents)]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(port), str(script), *args, str(tmp_path / "two"), "1", "ddp"],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
-    one = subprocess.run([sys.executable, str(script), *args, str(tmp_path / "one"), "2", "single"],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun(str(script), *args, str(tmp_path / "two"), "1", "ddp")
+    alone(str(script), *args, str(tmp_path / "one"), "2", "single")
     a = json.loads((tmp_path / "two" / "losses.json").read_text())
     b = json.loads((tmp_path / "one" / "losses.json").read_text())
     assert len(a) == 2 and a == pytest.approx(b, rel=1e-4, abs=1e-5)

@@ -1,15 +1,12 @@
 """2 processes (torchrun, CPU/gloo) give the loss curve of 1 process with the same global batch."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torchrun_helper import torchrun
 from train_toy import make_run, mse_loss
 
 from streamchar.train import Trainer
@@ -17,6 +14,7 @@ from streamchar.train import Trainer
 SCRIPT = """
 import json, sys
 sys.path.insert(0, {toy_dir!r})
+from torchrun_helper import torchrun
 from train_toy import make_run, mse_loss
 from streamchar.train import Trainer, destroy_distributed, init_distributed, is_main
 
@@ -41,21 +39,11 @@ OVERRIDES = dict(steps=6, grad_accum=2, ckpt_every=3, ema_decay=0.9, warmup_step
                  activation_checkpointing=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_match_one(tmp_path, strategy):
     script = tmp_path / "train2.py"
     script.write_text(SCRIPT.format(toy_dir=str(Path(__file__).parent), overrides=OVERRIDES))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), str(script), strategy, str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun(str(script), strategy, str(tmp_path), timeout=120)
     result = json.loads((tmp_path / "result.json").read_text())
 
     model, data, cfg = make_run(tmp_path / "single", batch_size=8, **OVERRIDES)  # same global batch

@@ -336,10 +336,7 @@ def test_two_process_pretraining_matches_one(latents, tmp_path, strategy):
     """torchrun x2 (gloo) on the real model: the loss curve of 1 process with the same global batch. The
     ranks draw different conditions (history, reference audio, dropout), so parameters unused on one rank
     only would break DDP / FSDP gradient reduction; the noise belongs to the sample (noise_seed)."""
-    import os
-    import socket
-    import subprocess
-    import sys
+    from torchrun_helper import torchrun
 
     def cfg(strategy, batch_size):
         c = make_cfg(latents, tmp_path / strategy, batch_size=batch_size, steps=4, warmup_steps=1,
@@ -349,14 +346,7 @@ def test_two_process_pretraining_matches_one(latents, tmp_path, strategy):
 
     run_pretrain(cfg("single", 2))  # 8 chunks: one batch of 2 per optimizer step, as 2 ranks x 1
     cfg(strategy, 1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "streamchar.cli", "train", "pretrain", "--config", str(tmp_path / f"{strategy}.yaml")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun("-m", "streamchar.cli", "train", "pretrain", "--config", str(tmp_path / f"{strategy}.yaml"))
     single, two = _losses(tmp_path / "single"), _losses(tmp_path / strategy)
     assert len(single) == len(two) == 4
     assert two == pytest.approx(single, rel=1e-5)
