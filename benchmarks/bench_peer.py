@@ -47,6 +47,15 @@ def build(dit_cfg: DiTConfig, device, dtype):
     return ours, wan
 
 
+def inputs(dit_cfg: DiTConfig, device, dtype):
+    """The pass's inputs: video latents (1, C, 9, 16, 16), no audio frames and no c_a, t, the prompt context."""
+    g = torch.Generator().manual_seed(1)
+    x_v = torch.randn(1, C, *GRID, generator=g).to(device, dtype)
+    ctx = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=g).to(device, dtype)
+    x_a, c_a = x_v.new_zeros(1, 0, 8), x_v.new_zeros(1, 0, dit_cfg.dim)
+    return x_v, x_a, c_a, torch.full((1,), 0.7, device=device), ctx
+
+
 def timed(fn, device) -> float:
     sync(device)
     t0 = time.perf_counter()
@@ -58,11 +67,7 @@ def timed(fn, device) -> float:
 @torch.no_grad()
 def compare(name: str, dit_cfg: DiTConfig, device, dtype, repeats: int) -> dict:
     ours, wan = build(dit_cfg, device, dtype)
-    g = torch.Generator().manual_seed(1)
-    x_v = torch.randn(1, C, *GRID, generator=g).to(device, dtype)
-    ctx = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=g).to(device, dtype)
-    x_a, c_a = x_v.new_zeros(1, 0, 8), x_v.new_zeros(1, 0, dit_cfg.dim)
-    t = torch.full((1,), 0.7, device=device)
+    x_v, x_a, c_a, t, ctx = inputs(dit_cfg, device, dtype)
     step_ours = lambda: ours.forward_full(x_v, x_a, c_a, t, [], ctx)
     step_wan = lambda: wan(hidden_states=x_v, timestep=t * 1000, encoder_hidden_states=ctx, return_dict=False)
     for _ in range(2):  # warm-up
@@ -84,12 +89,7 @@ def bf16_speedup(dit_cfg: DiTConfig, device, repeats: int) -> dict:
     runs = {}
     for dtype in (torch.float32, torch.bfloat16):
         ours, _ = build(dit_cfg, device, dtype)
-        g = torch.Generator().manual_seed(1)
-        x_v = torch.randn(1, C, *GRID, generator=g).to(device, dtype)
-        ctx = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=g).to(device, dtype)
-        x_a, c_a = x_v.new_zeros(1, 0, 8), x_v.new_zeros(1, 0, dit_cfg.dim)
-        t = torch.full((1,), 0.7, device=device)
-        runs[dtype] = lambda ours=ours, x_v=x_v, x_a=x_a, c_a=c_a, t=t, ctx=ctx: ours.forward_full(x_v, x_a, c_a, t, [], ctx)
+        runs[dtype] = lambda ours=ours, x=inputs(dit_cfg, device, dtype): ours.forward_full(*x[:4], [], x[4])
         runs[dtype](), runs[dtype]()  # warm-up
     times = {dtype: [] for dtype in runs}
     for _ in range(repeats):

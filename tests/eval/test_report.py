@@ -8,7 +8,8 @@ import torch
 
 from streamchar.errors import StreamCharError
 from streamchar.eval.judge import BUNDLED
-from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced, stream_end, voice_end
+from streamchar.eval.report import EvalOptions, evaluate, evenly_spaced
+from streamchar.eval.stream_end import stream_end, voice_end
 
 WEIGHT_ENVS = ("STREAMCHAR_INCEPTION", "STREAMCHAR_I3D", "STREAMCHAR_SYNCNET", "STREAMCHAR_FACE_DETECTOR",
                "STREAMCHAR_FACE_EMBEDDER", "STREAMCHAR_MUSIQ", "STREAMCHAR_RAFT", "STREAMCHAR_WHISPER")

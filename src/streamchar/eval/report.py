@@ -39,6 +39,7 @@ from streamchar.errors import StreamCharError
 from streamchar.eval.backends import Backends, EvalOptions
 from streamchar.eval.media import UnreadableVideo, iter_frames, read_audio, read_frames, video_info
 from streamchar.eval.protocols import get_protocol
+from streamchar.eval.stream_end import stream_end, stream_end_metrics, voice_end
 
 EMBED_BATCH = 32  # face crops per embedder call
 MIN_LAST_WINDOW = 2.0  # seconds: a shorter tail of a video is left out of the sync windows (unless it is all)
@@ -399,62 +400,8 @@ def aggregate(entries: list[dict], extras: list[dict], backends: Backends, opts:
         out["first_chunk_s"] = _metric(float(np.mean([t["first_chunk_s"] for t in timed])),
                                        {"backend": "timings files", "proxy": False}, "lower", len(timed))
     judged = [e["stream_end"] for e in entries if "stream_end" in e]
-    ends = [j["error_chunks"] for j in judged if not j.get("censored")]
-    if ends:
-        rec_end = {"backend": "timings files (speech_end_s from the truth's word timings)", "proxy": False}
-        out["stream_end_within_one_chunk"] = _metric(
-            float(np.mean([abs(x) <= 1 for x in ends])), rec_end, "higher", len(ends),
-            aggregate="share of streams whose chunk count is within one of the chunk holding the truth's last "
-                      "word (streams the length cap stopped before it are left out: censored)",
-            mean_error_chunks=float(np.mean(ends)), censored=len(judged) - len(ends))
-    own = [j["voice_error_chunks"] for j in judged if "voice_error_chunks" in j and not j["capped"]]
-    if own:
-        out["stream_end_after_own_speech"] = _metric(
-            float(np.mean([0 <= x <= 1 for x in own])),
-            {"backend": "timings files and the soundtrack's last voiced frame (RMS within 30 dB of its peak)",
-             "proxy": True}, "higher", len(own),
-            aggregate="share of streams that ended in the chunk of their own last voiced frame or the next (streams "
-                      "their length cap stopped are left out)",
-            mean_error_chunks=float(np.mean(own)), capped=len(judged) - len(own))
-    if not ends and judged:
-        backends.skipped["stream_end_within_one_chunk"] = (
-            f"all {len(judged)} streams were stopped by their length cap before the truth's last word (censored): "
-            "give --seconds beyond the clips' speech to see where the pointer ends them")
-    return out
-
-
-def voice_end(audio: np.ndarray, sample_rate: int, frame_s: float = 0.02, below_peak_db: float = 30.0,
-              floor: float = 1e-3) -> float | None:
-    """Where the soundtrack's last voiced 20 ms frame ends, in seconds: the last frame whose RMS is within
-    `below_peak_db` of the loudest frame's and above `floor` (-60 dBFS). None when nothing is voiced."""
-    n = max(1, round(frame_s * sample_rate))
-    frames = len(audio) // n
-    if frames == 0:
-        return None
-    rms = np.sqrt(np.mean(np.square(audio[:frames * n].reshape(frames, n), dtype=np.float64), axis=1))
-    voiced = (rms > floor) & (rms >= rms.max() * 10 ** (-below_peak_db / 20))
-    idx = np.flatnonzero(voiced)
-    return float((idx[-1] + 1) * n / sample_rate) if len(idx) else None
-
-
-def stream_end(timings: dict, protocol_seconds: float, voice_end_s: float | None = None) -> dict:
-    """Where a stream ended against the chunk that holds its truth's last word (`speech_end_s`). A stream its
-    length cap stopped before that chunk cannot show where the pointer would have ended it: `censored`, left
-    out of the share (older timings files lack "ended_by": capped when the stream reached the protocol's
-    length). With `voice_end_s` (`voice_end` of the stream's own soundtrack) also against the chunk of its own
-    last voiced frame: the truth's timing carries its voice's speaking rate, the stream speaks at its own, so
-    this one asks only whether the stream stopped when its speech did (`voice_error_chunks` >= 0: chunks of
-    silence after it)."""
-    chunk = float(timings["chunk_seconds"])
-    truth = math.ceil(float(timings["speech_end_s"]) / chunk - 1e-9)
-    chunks = len(timings["per_chunk"])
-    capped = (timings["ended_by"] == "max_seconds" if "ended_by" in timings
-              else chunks * chunk >= protocol_seconds - 1e-9)
-    out = {"chunks": chunks, "truth_chunks": truth, "error_chunks": chunks - truth,
-           "censored": bool(capped and truth > chunks)}
-    if voice_end_s is not None:  # against the stream's own speech: the chunk its last voiced frame is in
-        voice = math.ceil(voice_end_s / chunk - 1e-9)
-        out.update(voice_chunks=voice, voice_error_chunks=chunks - voice, capped=bool(capped))
+    for name, value in stream_end_metrics(judged, backends.skipped).items():
+        out[name] = _metric(**value)
     return out
 
 
