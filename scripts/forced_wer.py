@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--solver", default="euler", choices=["euler", "ancestral", "renoise", "student"],
                     help="the teacher's rule (diffusion/samplers.py); SDEdit starts (--start-t) need euler")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ref-voice", action="store_true",
+                    help="give every chunk a reference voice (another clip of the same voice, as training does)")
     ap.add_argument("--mouth", action="store_true",
                     help="also decode the video and report the lips: mouth-opening std and its correlation with "
                          "the audio envelope, for the forced samples and the true latents through the codec")
@@ -81,7 +83,7 @@ def main() -> None:
                       history_frames=mc.history_frames, audio_frames=mc.audio_latent_frames,
                       audio_only=args.speech_only, audio_rate=mc.audio_latent_rate, train=False,
                       text_lookback=None if L is None else (L, L), sink=mc.stream.sink, uncond_record=True,
-                      ref_audio_prob=0.0)
+                      ref_audio_prob=1.0 if args.ref_voice else 0.0)
     lo, hi = map(float, args.guidance_interval.split(",")) if args.guidance_interval else (0.0, 1.0)
 
     def scales(t: float) -> tuple[float, float]:

@@ -159,6 +159,9 @@ BAD_INPUTS = {
     "out-folder-missing": (["--out", "{tmp}/out/missing/x.mp4"], "does not exist"),
     "checkpoint-missing": (["--checkpoint", "{tmp}/no_ckpt"], "no such folder, and not a bundled model"),
     "audio-is-text": (["--ref-audio", "{tmp}/notes.txt"], "reference audio"),
+    "ref-text-alone": (["--ref-text", "what the voice says"], "--ref-text is what --ref-audio says"),
+    "pace-too-fast": (["--pace", "0.1"], "--pace must be in"),
+    "pace-nan": (["--pace", "nan"], "--pace must be in"),
     "paper-random": (["--preset", "paper"], "--random-init builds the tiny preset only"),
 }
 

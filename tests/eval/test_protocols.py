@@ -63,3 +63,35 @@ def test_a_stream_may_speak_its_whole_transcript():
     assert stream_cap(long_clip, short, 1.375) == 17.0 + 2.75
     assert stream_cap(EvalItem("b", "hi", frame, meta={"duration": 6.0}), short, 1.375) == 10.0
     assert stream_cap(EvalItem("c", "hi", frame, meta={}), get_protocol("long"), 1.375) == 300.0
+
+
+def test_a_reference_voice_is_another_clip_of_the_same_voice(synthtalk, monkeypatch):
+    from streamchar.data import synthtalk as st
+
+    real = st.read_shard
+
+    def two_voices(path):  # the fixture's clips, relabelled: voices 0, 1, 0, 1, ... so each has a partner
+        for i, (key, mp4, meta) in enumerate(real(path)):
+            yield key, mp4, {**meta, "voice": {**meta["voice"], "index": i % 2}}
+
+    monkeypatch.setattr(st, "read_shard", two_voices)
+    for protocol in ("short", "long"):
+        items = synthtalk_items(synthtalk, get_protocol(protocol), split="train", limit=4, ref_voice=True)
+        assert len(items) >= 2
+        clips = {key: (mp4, meta) for name in sorted(synthtalk.glob("synthtalk-train-*.tar"))
+                 for key, mp4, meta in two_voices(name)}
+        for item in items:
+            own = item.key.split("-", 2)[-1] if protocol == "long" else item.key
+            ref = item.meta["ref_key"]
+            assert ref != own and clips[ref][1]["voice"]["index"] == clips[own][1]["voice"]["index"]
+            assert item.ref_voice == clips[ref][0] and item.ref_text == clips[ref][1]["text"]
+    assert all(it.ref_voice is None and it.meta["ref_key"] is None
+               for it in synthtalk_items(synthtalk, get_protocol("short"), split="train", limit=2))
+
+    def one_each(path):  # every clip its own voice: nothing to take a reference from
+        for i, (key, mp4, meta) in enumerate(real(path)):
+            yield key, mp4, {**meta, "voice": {**meta["voice"], "index": 100 + i}}
+
+    monkeypatch.setattr(st, "read_shard", one_each)
+    with pytest.raises(StreamCharError, match="only 'train' clip of its voice"):
+        synthtalk_items(synthtalk, get_protocol("short"), split="train", ref_voice=True)

@@ -2,9 +2,11 @@
 
 import math
 
+import pytest
 import torch
 
-from streamchar.models.timeline import measure_durations, plan_end, plan_from_durations, plan_from_spans, spoken_at
+from streamchar.models.timeline import (measure_durations, plan_end, plan_from_durations, plan_from_spans,
+                                       reference_pace, spoken_at)
 
 NAN = math.nan
 
@@ -28,6 +30,19 @@ def test_plan_from_durations_and_its_end():
     assert plan.tolist() == [4.0, 6.0, 9.0, 9.5]
     assert plan_end(ids, durations, plan) == 11.5
     assert plan_end(ids[:0], durations, plan[:0]) == 0.0
+
+
+def test_a_pace_scales_every_duration_and_a_reference_measures_it():
+    durations = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    ids = torch.tensor([1, 3, 2, 1])
+    slow = plan_from_durations(ids, durations, start=4.0, pace=1.5)
+    assert slow.tolist() == [4.0, 7.0, 11.5, 12.25]  # the start stays, every gap is 1.5x
+    assert plan_end(ids, durations * 1.5, slow) == 15.25
+    # a voice that took 11 latents to say what the durations plan as 7.5 (2 + 3 + 0.5 + 2) is 11 / 7.5 slower
+    assert math.isclose(reference_pace(ids, durations, 11.0), 11.0 / 7.5)
+    assert math.isclose(reference_pace(ids, durations, 7.5), 1.0)
+    with pytest.raises(ValueError, match="plans no time"):
+        reference_pace(ids, torch.zeros(4), 3.0)
 
 
 def test_measure_durations_means_per_type_and_lead_in():

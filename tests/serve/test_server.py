@@ -133,6 +133,8 @@ BAD = {
     "garbage image": ({"text": "hi"}, {"ref_image": ("x.png", b"\x89PNG garbage")}, 400, "ref_image"),
     "empty image": ({"text": "hi"}, {"ref_image": ("x.png", b"")}, 400, "ref_image is empty"),
     "garbage audio": ({"text": "hi"}, {"ref_audio": ("v.wav", b"RIFF0000WAVE garbage")}, 400, "ref_audio"),
+    "ref_text alone": ({"text": "hi", "ref_text": "what a voice says"}, None, 400, "upload ref_audio with it"),
+    "pace too slow": ({"text": "hi", "pace": "9"}, None, 400, "pace must be in"),
     "no text": ({}, None, 422, "text"),
 }
 

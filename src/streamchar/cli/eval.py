@@ -39,6 +39,8 @@ def cmd_eval(args) -> int:
             raise StreamCharError(f"--videos {args.videos} is a file; give a folder")
     else:
         input_folder(args.videos, "--videos")
+    if args.ref_voice and not args.generate:
+        raise StreamCharError("--ref-voice is what the streams are generated with: add --generate")
     if args.generate:
         if (args.checkpoint is None) == (not args.random_init):
             raise StreamCharError("--generate needs the model: --checkpoint DIR (trained) or --random-init")
@@ -51,8 +53,11 @@ def cmd_eval(args) -> int:
         if args.limit is not None and args.limit < 1:
             raise StreamCharError(f"--limit must be >= 1, got {args.limit}")
         seconds = positive(args.seconds, "--seconds") if args.seconds is not None else None
-        items = (synthtalk_items(args.data, protocol, seed=args.seed, limit=args.limit) if args.data
-                 else emtd_items(args.emtd, protocol, seed=args.seed, limit=args.limit))
+        if args.ref_voice and args.data is None:
+            raise StreamCharError("--ref-voice takes another clip of each item's voice: it needs --data (SynthTalk's "
+                                  "voice labels)")
+        items = (synthtalk_items(args.data, protocol, seed=args.seed, limit=args.limit, ref_voice=args.ref_voice)
+                 if args.data else emtd_items(args.emtd, protocol, seed=args.seed, limit=args.limit))
         refs = refs or Path(args.videos) / "refs"
 
         from streamchar.config import preset
@@ -198,6 +203,9 @@ def add_commands(sub, presets: list[str], samplers: list[str]) -> None:
                      help="the teacher's guidance scales (default: the checkpoint's)")
     gen.add_argument("--solver", default=None, choices=SOLVERS,
                      help="the teacher's rule: Euler, ancestral or renoise (default: the checkpoint's stream.teacher_solver)")
+    gen.add_argument("--ref-voice", action="store_true",
+                     help="SynthTalk: give each stream another held-out clip of its voice as the reference voice "
+                          "and its text (the voice's timbre and pace)")
     gen.add_argument("--seed", type=seed, default=0, help="seed of the item choice and of the noise")
     gen.add_argument("--device", default="auto", help="device for generation")
     e.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -38,13 +38,19 @@ def cmd_generate(args) -> int:
     from streamchar.pipeline import StreamChar
     from streamchar.streaming.generate import stream_to_file, write_json
     from streamchar.streaming.media import load_audio, load_image
-    from streamchar.streaming.session import StreamSession
+    from streamchar.streaming.session import PACE_RANGE, StreamSession
 
+    if args.pace is not None and not PACE_RANGE[0] <= args.pace <= PACE_RANGE[1]:
+        raise StreamCharError(f"--pace must be in [{PACE_RANGE[0]}, {PACE_RANGE[1]}] (1 = the training voices' mean, "
+                              f"> 1 slower), got {args.pace}")
     device = pick_device(args.device)
     cfg = StreamCharConfig.from_yaml(Path(args.checkpoint) / "config.yaml") if args.checkpoint else preset(args.preset)
     ref_image = load_image(args.ref_image, cfg.video.height, cfg.video.width)  # inputs first: fail before building
-    ref_audio = (load_audio(args.ref_audio, cfg.audio.sample_rate, cfg.audio.channels, cfg.stream.history_seconds)
-                 if args.ref_audio else None)
+    if args.ref_text is not None and args.ref_audio is None:
+        raise StreamCharError("--ref-text is what --ref-audio says: give --ref-audio with it")
+    # with --ref-text the whole file is read (its pace is measured over all that the text says); e_ref keeps 15 s
+    ref_audio = (load_audio(args.ref_audio, cfg.audio.sample_rate, cfg.audio.channels,
+                            None if args.ref_text else cfg.stream.history_seconds) if args.ref_audio else None)
     if args.checkpoint is not None:
         model = StreamChar.from_pretrained(args.checkpoint, device=device)
     else:
@@ -64,12 +70,14 @@ def cmd_generate(args) -> int:
             pass
         compile_s = time.perf_counter() - t0
         print(f"streamchar: compiled the DiT in {compile_s:.1f} s", file=sys.stderr)
-    session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, prompt=args.prompt,
+    session = StreamSession(model, text=args.text, ref_image=ref_image, ref_audio=ref_audio, ref_text=args.ref_text,
+                            pace=args.pace, prompt=args.prompt,
                             seed=args.seed, max_seconds=max_seconds, sampler=args.sampler, guidance=args.guidance,
                             solver=args.solver)
     report = stream_to_file(session, out, progress=not args.quiet)
     report["compile_s"] = compile_s
     report.update(device=str(device), preset=model.cfg.preset, sampler=session.sampler, guidance=session.guidance,
+                  pace=session.pace,
                   solver=session.solver, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
                   random_init=args.checkpoint is None)
     if timings is not None:
@@ -196,7 +204,11 @@ def stream_options(g, presets: list[str], samplers: list[str]) -> None:
 
     g.add_argument("--ref-image", default=None, help="reference image of the character: a portrait, ideally "
                    "cropped like SynthTalk's (default: the bundled character)")
-    g.add_argument("--ref-audio", help="reference voice (any audio file ffmpeg reads)")
+    g.add_argument("--ref-audio", help="reference voice (any audio file ffmpeg reads; its first 15 s are its timbre)")
+    g.add_argument("--ref-text", help="what --ref-audio says: the stream then speaks at that voice's pace")
+    g.add_argument("--pace", type=float, default=None,
+                   help="every planned duration times this (1 = the training voices' mean, 1.2 = 20%% slower; "
+                        "default: --ref-audio's pace with --ref-text, else 1)")
     g.add_argument("--prompt", default="a person talking to the camera", help="visual prompt for the DiT")
     g.add_argument("--checkpoint", help=f"a trained model folder or a bundled name (default: the bundled {DEFAULT})")
     g.add_argument("--preset", default="tiny", choices=presets, help="with --random-init (a checkpoint has its own)")

@@ -13,6 +13,9 @@ transcript. Written per item, each file atomically:
     refs/<key>.png              the reference portrait at the model's size (identity)
     refs/<key>.mp4              the ground-truth clip, when the item has one (FID / FVD)
 
+An item with a reference voice (`--ref-voice`) streams with it and its text: the voice's timbre in e_ref and its
+pace in the plan; the timings record the pace and the reference clip.
+
 An item whose `.mp4` and `.timings.json` both exist is not generated again, so a stopped run resumes.
 """
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from streamchar.eval.protocols import EvalItem, Protocol
 from streamchar.streaming.generate import stream_to_file, write_json
-from streamchar.streaming.media import fit_image
+from streamchar.streaming.media import fit_image, load_audio
 from streamchar.streaming.session import StreamSession
 
 
@@ -80,13 +83,19 @@ def generate_items(model, items: list[EvalItem], protocol: Protocol, videos: Pat
             kept += 1
             continue
         text_prompt = item.prompt if prompt is None else prompt
-        session = StreamSession(model, text=item.transcript, ref_image=reference, prompt=text_prompt, seed=seed + i,
+        ref_audio = None if item.ref_voice is None else load_audio(
+            item.ref_voice if isinstance(item.ref_voice, bytes) else Path(item.ref_voice),
+            cfg.audio.sample_rate, cfg.audio.channels)
+        session = StreamSession(model, text=item.transcript, ref_image=reference, ref_audio=ref_audio,
+                                ref_text=item.ref_text if ref_audio is not None else None,
+                                prompt=text_prompt, seed=seed + i,
                                 max_seconds=seconds or stream_cap(item, protocol, cfg.chunk_seconds),
                                 sampler=sampler, guidance=guidance, solver=solver)
         report = stream_to_file(session, mp4, progress=False)
         report.update(key=item.key, sampler=session.sampler, guidance=session.guidance, solver=session.solver,
                       prompt=text_prompt,
-                      seed=seed + i, protocol=protocol.name, speech_end_s=item.meta.get("speech_end"))
+                      seed=seed + i, protocol=protocol.name, speech_end_s=item.meta.get("speech_end"),
+                      pace=session.pace, ref_voice=item.meta.get("ref_key"))
         _write_bytes(videos / f"{item.key}.txt", (item.transcript + "\n").encode())
         write_json(report, timings)
         generated += 1

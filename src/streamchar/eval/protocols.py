@@ -16,6 +16,10 @@ An `EvalItem` is what one generation needs (a transcript and a reference frame) 
   `<name>.txt` (the first frame is the reference). The long protocol draws its transcripts from
   `<folder>/long_transcripts/*.txt` if present, else joins the clips' transcripts (seeded) up to the length.
 
+With `ref_voice` (SynthTalk, `streamchar eval --generate --ref-voice`), each item also gets a reference voice: another
+held-out clip of the same espeak voice (its soundtrack and its text: the paper's "reference audio/text"), so the
+stream has the voice's timbre and speaks at its pace (models/timeline.py).
+
 When a source has fewer items than the protocol asks for, the report says so (`items` < `num`).
 """
 
@@ -63,6 +67,8 @@ class EvalItem:
     truth: Path | bytes | None = None  # the ground-truth clip (a file or MP4 bytes), None for long streams
     meta: dict = field(default_factory=dict)
     prompt: str = ""  # the visual prompt it is streamed with (SynthTalk: its character's caption)
+    ref_voice: Path | bytes | None = None  # a clip whose soundtrack is the reference voice (`--ref-voice`)
+    ref_text: str | None = None  # what that soundtrack says (the stream speaks at its pace)
 
 
 def _first_frame(source) -> np.ndarray:
@@ -85,9 +91,19 @@ def _long_transcript(pool: list[str], protocol: Protocol, rng: np.random.Generat
     raise StreamCharError(f"cannot build a {need}-word transcript from {len(pool)} texts")
 
 
+def _same_voice(clips: list, i: int) -> tuple[str, bytes, dict] | None:
+    """The clip after clips[i] (cyclically) spoken by the same voice, None when no other clip has it."""
+    voice = clips[i][2]["voice"]["index"]
+    for j in list(range(i + 1, len(clips))) + list(range(i)):
+        if clips[j][2]["voice"]["index"] == voice:
+            return clips[j]
+    return None
+
+
 def synthtalk_items(folder: str | Path, protocol: Protocol, split: str = "test", seed: int = 0,
-                    limit: int | None = None) -> list[EvalItem]:
-    """Items of `protocol` from a SynthTalk folder's `split` (see the module docstring)."""
+                    limit: int | None = None, ref_voice: bool = False) -> list[EvalItem]:
+    """Items of `protocol` from a SynthTalk folder's `split` (see the module docstring); with `ref_voice`, each
+    with another clip of its voice as the reference voice."""
     from streamchar.data import corpus
     from streamchar.data.identity import IDENTITIES, caption
     from streamchar.data.synthtalk import read_shard
@@ -102,20 +118,33 @@ def synthtalk_items(folder: str | Path, protocol: Protocol, split: str = "test",
     n = min(protocol.num, limit or protocol.num)
     clips = [(key, mp4, meta) for name in names for key, mp4, meta in read_shard(folder / name)]
     items = []
+    if ref_voice and any("voice" not in meta for _, _, meta in clips):
+        raise StreamCharError(f"the SynthTalk folder {folder} has clips without a voice label: --ref-voice needs it")
+
+    def voice_of(i: int) -> dict:
+        other = _same_voice(clips, i) if ref_voice else None
+        if ref_voice and other is None:
+            raise StreamCharError(f"clip {clips[i][0]} is the only {split!r} clip of its voice: no reference voice")
+        return {} if other is None else dict(ref_voice=other[1], ref_text=other[2]["text"], ref_key=other[0])
+
     if protocol.name == "short":
-        for key, mp4, meta in clips[:n]:
+        for i, (key, mp4, meta) in enumerate(clips[:n]):
+            ref = voice_of(i)
             items.append(EvalItem(key, meta["text"], _first_frame(mp4), truth=mp4,
                                   meta={"identity": meta["identity"], "duration": meta["duration"],
-                                        "speech_end": meta["words"][-1]["end"] if meta.get("words") else None},
-                                  prompt=caption(IDENTITIES[meta["identity"]])))
+                                        "speech_end": meta["words"][-1]["end"] if meta.get("words") else None,
+                                        "ref_key": ref.pop("ref_key", None)},
+                                  prompt=caption(IDENTITIES[meta["identity"]]), **ref))
         return items
     need = max(protocol.min_words, int(protocol.seconds * WORDS_PER_SECOND))
     for i in range(n):
         key, mp4, meta = clips[i % len(clips)]
         text = corpus.transcript(split, need, seed=seed * 1000 + i)
+        ref = voice_of(i % len(clips))
         items.append(EvalItem(f"long-{i:03d}-{key}", text, _first_frame(mp4), truth=None,
-                              meta={"identity": meta["identity"], "words": len(text.split())},
-                              prompt=caption(IDENTITIES[meta["identity"]])))
+                              meta={"identity": meta["identity"], "words": len(text.split()),
+                                    "ref_key": ref.pop("ref_key", None)},
+                              prompt=caption(IDENTITIES[meta["identity"]]), **ref))
     return items
 
 

@@ -12,22 +12,14 @@ import math
 
 import numpy as np
 
+from streamchar.streaming.media import voiced_span
 
 
-
-
-def voice_end(audio: np.ndarray, sample_rate: int, frame_s: float = 0.02, below_peak_db: float = 30.0,
-              floor: float = 1e-3) -> float | None:
-    """Where the soundtrack's last voiced 20 ms frame ends, in seconds: the last frame whose RMS is within
-    `below_peak_db` of the loudest frame's and above `floor` (-60 dBFS). None when nothing is voiced."""
-    n = max(1, round(frame_s * sample_rate))
-    frames = len(audio) // n
-    if frames == 0:
-        return None
-    rms = np.sqrt(np.mean(np.square(audio[:frames * n].reshape(frames, n), dtype=np.float64), axis=1))
-    voiced = (rms > floor) & (rms >= rms.max() * 10 ** (-below_peak_db / 20))
-    idx = np.flatnonzero(voiced)
-    return float((idx[-1] + 1) * n / sample_rate) if len(idx) else None
+def voice_end(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Where the soundtrack's last voiced 20 ms frame ends, in seconds (`streaming.media.voiced_span`). None
+    when nothing is voiced."""
+    span = voiced_span(audio, sample_rate)
+    return None if span is None else span[1]
 
 
 def stream_end(timings: dict, protocol_seconds: float, voice_end_s: float | None = None) -> dict:

@@ -183,10 +183,10 @@ class Orchestrator(nn.Module):
             positions, cond_start = self._positions(mask), lengths
         return Packed(embeds, mask, lengths, index, tmask, positions, cond_start)
 
-    def plan(self, ids: torch.Tensor, start: float | None = None) -> torch.Tensor:
+    def plan(self, ids: torch.Tensor, start: float | None = None, pace: float = 1.0) -> torch.Tensor:
         """A stream's timeline plan of transcript ids (N,): each token's start in audio latents, the first at
-        `start` (default: the measured lead-in)."""
-        return plan_from_durations(ids, self.token_durations, float(self.lead_in) if start is None else start)
+        `start` (default: the measured lead-in), every duration times `pace` (models/timeline.py)."""
+        return plan_from_durations(ids, self.token_durations, float(self.lead_in) if start is None else start, pace)
 
     def timeline_positions(self, inp: OrchestratorInputs, L: int):
         """Timeline positions of the left-padded prefixes (module docstring) -> (B, L) int64 (0 on padding),

@@ -12,6 +12,12 @@ Tokens of no word (word separators, punctuation: NaN spans) take the gap they st
 between two words, the first starts where the previous word ends and the others where the next word starts,
 so a pause is the duration of the token that opens it.
 
+A voice's pace (`reference_pace`): the durations are the training voices' means, but voices differ (SynthTalk's
+speak 140-190 words a minute), so a plan at the mean ends a fast voice's transcript late and a slow one's early.
+Given a reference voice and the text it speaks (the paper's "reference audio/text"), the pace is its voiced
+span over its text's planned span, and the stream's plan takes every duration times it. Training needs no
+pace: it reads true timings.
+
 The frame hint (`orchestrator.frame_hint`, `tiny`): `spoken_at` reads off a plan which token each frame of a
 chunk speaks, and the orchestrator adds that token's embedding to the frame's E_cond input. A 4-layer LM trained
 for CPU-hours finds the frame's token by RoPE distance for only ~40% of frames (measured: `align_acc` of the
@@ -50,11 +56,21 @@ def plan_from_spans(spans: torch.Tensor, rate: float) -> torch.Tensor:
     return torch.tensor(plan, dtype=torch.float32) * rate
 
 
-def plan_from_durations(ids: torch.Tensor, durations: torch.Tensor, start: float = 0.0) -> torch.Tensor:
-    """ids (N,) token ids; durations (V,) mean latents per token type. -> (N,) float: each token's planned
-    start, the first at `start`."""
-    d = durations.float()[ids]  # (N,)
+def plan_from_durations(ids: torch.Tensor, durations: torch.Tensor, start: float = 0.0,
+                        pace: float = 1.0) -> torch.Tensor:
+    """ids (N,) token ids; durations (V,) mean latents per token type; pace: every duration times it (> 1 is
+    slower). -> (N,) float: each token's planned start, the first at `start`."""
+    d = durations.float()[ids] * pace  # (N,)
     return start + torch.cumsum(d, 0) - d
+
+
+def reference_pace(ids: torch.Tensor, durations: torch.Tensor, voiced_latents: float) -> float:
+    """A reference voice's pace: the latents its voiced span lasts (first to last voiced frame) over what the
+    durations plan for its text's tokens ids (N,). 1.0 is the training voices' mean; 1.2 a voice 20% slower."""
+    planned = float(durations.float()[ids].sum())
+    if not planned > 0:
+        raise ValueError("the reference text plans no time: it has no tokens with a duration")
+    return float(voiced_latents) / planned
 
 
 def plan_end(ids: torch.Tensor, durations: torch.Tensor, plan: torch.Tensor) -> float:

@@ -1,6 +1,7 @@
 """The HTTP / WebSocket API of `streamchar serve` (FastAPI). The model lives in the worker; see worker.py.
 
-    POST   /v1/sessions                 multipart: ref_image?, ref_audio?, text, prompt?, seed?, max_seconds?
+    POST   /v1/sessions                 multipart: ref_image?, ref_audio?, ref_text?, pace?, text, prompt?, seed?,
+                                        max_seconds?
                                         -> 201 {"id", "mime", "chunk_seconds", ...}
     POST   /v1/sessions/{id}/text       {"text"}: appended to the live transcript (from the next chunk on)
     POST   /v1/sessions/{id}/interrupt  {"text"}: replaces what is not yet spoken (barge-in)
@@ -124,8 +125,16 @@ def create_app(model, options: ServeOptions | None = None) -> FastAPI:
                              max_seconds: float | None = Form(None, description="stop after this much video"),
                              ref_image: UploadFile | None = File(None, description="the character (default: the "
                                                                                     "bundled one)"),
-                             ref_audio: UploadFile | None = File(None, description="a reference voice")):
+                             ref_audio: UploadFile | None = File(None, description="a reference voice"),
+                             ref_text: str | None = Form(None, description="what ref_audio says: the stream "
+                                                                           "speaks at that voice's pace"),
+                             pace: float | None = Form(None, description="planned durations times this (1 = the "
+                                                                         "training voices' mean, > 1 slower)")):
         _check_text(text, opts.max_text_chars)
+        if ref_text is not None:
+            if ref_audio is None:
+                raise HTTPException(400, "ref_text is what ref_audio says: upload ref_audio with it")
+            _check_text(ref_text, opts.max_text_chars)
         if len(prompt) > opts.max_prompt_chars:
             raise HTTPException(413, f"prompt has {len(prompt)} characters; the limit is {opts.max_prompt_chars}")
         if max_seconds is not None and not (0 < max_seconds <= opts.max_seconds and math.isfinite(max_seconds)):
@@ -133,8 +142,9 @@ def create_app(model, options: ServeOptions | None = None) -> FastAPI:
         image = await _read(ref_image, "ref_image", opts.max_image_bytes) if ref_image is not None else None
         audio = await _read(ref_audio, "ref_audio", opts.max_audio_bytes) if ref_audio is not None else None
         image_array = _decode_image(image, opts.reference_image or CHARACTER, cfg)  # the bundled character
-        audio_array = _decode_audio(audio, cfg) if audio is not None else None
-        args = dict(text=text, ref_image=image_array, ref_audio=audio_array, prompt=prompt, seed=seed,
+        audio_array = _decode_audio(audio, cfg, whole=ref_text is not None) if audio is not None else None
+        args = dict(text=text, ref_image=image_array, ref_audio=audio_array, ref_text=ref_text, pace=pace,
+                    prompt=prompt, seed=seed,
                     max_seconds=max_seconds, sampler=opts.sampler)
         try:
             s = await worker().submit(lambda: worker().create(**args))
@@ -251,11 +261,12 @@ def _decode_image(data: bytes | None, default: Path, cfg):
     return _via_file(data, "ref_image", lambda p: load_image(p, cfg.video.height, cfg.video.width))
 
 
-def _decode_audio(data: bytes, cfg):
+def _decode_audio(data: bytes, cfg, whole: bool = False):
+    """The reference voice; its first `history_seconds` unless `whole` (its pace is measured over all of it)."""
     from streamchar.streaming.media import load_audio
 
     return _via_file(data, "ref_audio", lambda p: load_audio(p, cfg.audio.sample_rate, cfg.audio.channels,
-                                                              cfg.stream.history_seconds))
+                                                              None if whole else cfg.stream.history_seconds))
 
 
 def _via_file(data: bytes, field: str, load):

@@ -45,18 +45,26 @@ def fit_image(image, height: int, width: int) -> np.ndarray:
     return np.asarray(im.crop((left, top, left + width, top + height)), dtype=np.uint8).copy()
 
 
-def load_audio(path: str | Path, sample_rate: int, channels: int, max_seconds: float | None = None) -> np.ndarray:
-    """-> (channels, samples) float32 in [-1, 1] at `sample_rate`, resampled by PyAV."""
+def load_audio(path: str | Path | bytes, sample_rate: int, channels: int,
+               max_seconds: float | None = None) -> np.ndarray:
+    """A file's (or a media file's bytes') soundtrack -> (channels, samples) float32 in [-1, 1] at
+    `sample_rate`, resampled by PyAV; its first `max_seconds` when given."""
+    import io
+
     import av
 
-    path = Path(path)
-    if not path.is_file():
-        raise StreamCharError(f"reference audio not found: {path}")
+    if isinstance(path, bytes):
+        source, path = io.BytesIO(path), "(in memory)"
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise StreamCharError(f"reference audio not found: {path}")
+        source = str(path)
     layout = "mono" if channels == 1 else "stereo"
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
     parts = []
     try:
-        with av.open(str(path)) as container:
+        with av.open(source) as container:
             if not container.streams.audio:
                 raise StreamCharError(f"cannot read reference audio {path}: it has no audio stream")
             for frame in container.decode(audio=0):
@@ -70,3 +78,20 @@ def load_audio(path: str | Path, sample_rate: int, channels: int, max_seconds: f
     if max_seconds is not None:
         wave = wave[:, : int(max_seconds * sample_rate)]
     return np.clip(wave, -1.0, 1.0)
+
+
+def voiced_span(audio: np.ndarray, sample_rate: int, frame_s: float = 0.02, below_peak_db: float = 30.0,
+                floor: float = 1e-3) -> tuple[float, float] | None:
+    """Where speech starts and ends in `audio` ((samples,) or (channels, samples)), in seconds: the first and
+    the last 20 ms frame whose RMS is within `below_peak_db` of the loudest frame's and above `floor`
+    (-60 dBFS). None when nothing is voiced."""
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim == 2:
+        audio = audio.mean(0)
+    n = max(1, round(frame_s * sample_rate))
+    frames = len(audio) // n
+    if frames == 0:
+        return None
+    rms = np.sqrt(np.mean(np.square(audio[:frames * n].reshape(frames, n)), axis=1))
+    idx = np.flatnonzero((rms > floor) & (rms >= rms.max() * 10 ** (-below_peak_db / 20)))
+    return (float(idx[0] * n / sample_rate), float((idx[-1] + 1) * n / sample_rate)) if len(idx) else None

@@ -34,10 +34,12 @@ from streamchar.device import StageClock
 from streamchar.diffusion.samplers import (ancestral_sample, euler_sample, guided, renoise_sample, student_sample,
                                           student_timesteps)
 from streamchar.errors import StreamCharError
-from streamchar.models.timeline import plan_end
+from streamchar.models.timeline import plan_end, reference_pace
+from streamchar.streaming.media import voiced_span
 from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record, collate
 
 WORDS_PER_SECOND = 2.6  # a speaking pace, only for the first estimate of a stream's length
+PACE_RANGE = (0.4, 2.5)  # a plan's pace: beyond it a voice is not speaking the text it is said to
 
 
 @dataclass
@@ -78,10 +80,14 @@ class StreamSession:
     """Streams one character speaking one transcript. Iterate it to get `Chunk`s."""
 
     def __init__(self, model, *, text: str, ref_image: np.ndarray, ref_audio: np.ndarray | None = None,
-                 prompt: str = "", seed: int = 0, max_seconds: float | None = None, sampler: str | None = None,
+                 ref_text: str | None = None, pace: float | None = None, prompt: str = "", seed: int = 0,
+                 max_seconds: float | None = None, sampler: str | None = None,
                  guidance: tuple[float, float] | None = None, stop_at_end: bool = True, solver: str | None = None):
         """model: a `streamchar.pipeline.StreamChar`; ref_image: (H, W, 3) uint8 at the model's size;
-        ref_audio: (channels, samples) float32 at the audio codec's rate, or None; sampler: 'teacher' or
+        ref_audio: (channels, samples) float32 at the audio codec's rate, or None (e_ref reads its first
+        `stream.history_seconds`); ref_text: what ref_audio says, to speak at its pace; pace: every planned
+        duration times it (> 1 slower), None = ref_audio's pace with ref_text, else 1 (the training voices'
+        mean; models/timeline.py); sampler: 'teacher' or
         'student', None = the model's (`stream.sampler`: teacher unless distilled); guidance: the teacher's
         (video, audio) guidance scales, None = the model's (`stream.guidance_*`); solver: the teacher's rule,
         'euler', 'ancestral' or 'renoise', None = the model's (`stream.teacher_solver`)."""
@@ -113,6 +119,13 @@ class StreamSession:
                    else type(ref_audio).__name__)
             raise StreamCharError(f"reference audio must be a ({C}, samples) float array at "
                                   f"{cfg.audio.sample_rate} Hz, got {got}")
+        if ref_text is not None and (ref_audio is None or not isinstance(ref_text, str) or not ref_text.strip()):
+            given = "given" if ref_audio is not None else None
+            raise StreamCharError("the reference text is what the reference audio says: give both, the text not "
+                                  f"empty (got ref_text={ref_text!r}, ref_audio {given})")
+        if pace is not None and not PACE_RANGE[0] <= pace <= PACE_RANGE[1]:
+            raise StreamCharError(f"pace must be in [{PACE_RANGE[0]}, {PACE_RANGE[1]}] (1 = the training voices' "
+                                  f"mean, > 1 slower), got {pace}")
         self.model, self.cfg = model, cfg
         self.sampler, self.stop_at_end, self.max_seconds = sampler, stop_at_end, max_seconds
         self.solver = solver if sampler == "teacher" else None
@@ -138,10 +151,13 @@ class StreamSession:
             img = torch.from_numpy(ref_image).to(self.device).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W)
             img = img.to(model.dtype) / 127.5 - 1.0
             voice = None
-            if ref_audio is not None:
-                wav = torch.from_numpy(np.ascontiguousarray(ref_audio, dtype=np.float32)).to(self.device)
+            if ref_audio is not None:  # at most the history's length, as training's reference voices
+                wav = ref_audio[:, :round(cfg.stream.history_seconds * cfg.audio.sample_rate)]
+                wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)).to(self.device)
                 voice = model.audio_codec.encode(wav[None].to(model.dtype))[0]  # (T_ref, C_a)
             ids = torch.tensor(transcript, dtype=torch.int64, device=self.device)
+            self.pace = float(pace) if pace is not None else (
+                self._reference_pace(ref_audio, ref_text) if ref_text is not None else 1.0)
             self.inputs = StreamInputs(
                 reference=model.video_codec.encode(img)[0],  # (C, 1, h, w)
                 ref_audio=voice,
@@ -149,7 +165,23 @@ class StreamSession:
                 transcript=ids,
                 context=prompt_context(model, prompt)[0],  # (L_ctx, text_dim)
                 audio_channels=cfg.audio.latent_channels,
-                plan=model.orchestrator.plan(ids))  # when each token is to be spoken (models/timeline.py)
+                plan=model.orchestrator.plan(ids, pace=self.pace))  # when each token is spoken (models/timeline.py)
+
+    def _reference_pace(self, ref_audio: np.ndarray, ref_text: str) -> float:
+        """The reference voice's pace: its voiced span over what the plan gives its text (models/timeline.py)."""
+        span = voiced_span(ref_audio, self.cfg.audio.sample_rate)
+        if span is None:
+            raise StreamCharError("the reference audio is silent: its pace cannot be measured from ref_text")
+        ids = self.model.tokenizer(ref_text.strip(), add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise StreamCharError("the reference text has no tokens after tokenization")
+        durations = self.model.orchestrator.token_durations
+        pace = reference_pace(torch.tensor(ids, device=durations.device), durations,
+                              (span[1] - span[0]) * self.cfg.audio_latent_rate)
+        if not PACE_RANGE[0] <= pace <= PACE_RANGE[1]:
+            raise StreamCharError(f"the reference audio speaks its text at {pace:.2f} times the model's mean pace "
+                                  f"(at most {PACE_RANGE[1]}, at least {PACE_RANGE[0]}): is ref_text what it says?")
+        return pace
 
     @property
     def transcript(self) -> list[int]:
@@ -161,8 +193,9 @@ class StreamSession:
         ended because its transcript was spoken goes on (not one that reached `max_seconds`)."""
         ids, ends = self._tokens(text)
         inp = self.inputs  # the new words are planned from where the plan ends, or from the next chunk
-        start = max(plan_end(inp.transcript, self.model.orchestrator.token_durations, inp.plan), self.state.frames)
-        inp.plan = torch.cat([inp.plan, self.model.orchestrator.plan(ids, start=start)])
+        durations = self.model.orchestrator.token_durations * self.pace
+        start = max(plan_end(inp.transcript, durations, inp.plan), self.state.frames)
+        inp.plan = torch.cat([inp.plan, self.model.orchestrator.plan(ids, start=start, pace=self.pace)])
         inp.transcript = torch.cat([inp.transcript, ids])
         self._ends += [len(self.text) + b for b in ends]
         self.text = f"{self.text} {text.strip()}"
@@ -174,7 +207,8 @@ class StreamSession:
         ids, ends = self._tokens(text)
         spoken = max(self.state.text_offset, round(self.state.spoken))
         inp = self.inputs  # the new words are planned from the next chunk on
-        inp.plan = torch.cat([inp.plan[:spoken], self.model.orchestrator.plan(ids, start=float(self.state.frames))])
+        inp.plan = torch.cat([inp.plan[:spoken], self.model.orchestrator.plan(ids, start=float(self.state.frames),
+                                                                             pace=self.pace)])
         inp.transcript = torch.cat([inp.transcript[:spoken], ids])
         said = self._said(spoken)
         base = len(said) if said else -1  # `ends` count from the space before the new text
