@@ -83,7 +83,7 @@ def main() -> None:
                       history_frames=mc.history_frames, audio_frames=mc.audio_latent_frames,
                       audio_only=args.speech_only, audio_rate=mc.audio_latent_rate, train=False,
                       text_lookback=None if L is None else (L, L), sink=mc.stream.sink, uncond_record=True,
-                      ref_audio_prob=1.0 if args.ref_voice else 0.0)
+                      ref_audio_prob=1.0 if args.ref_voice else 0.0, text_horizon=mc.text_horizon_frames)
     lo, hi = map(float, args.guidance_interval.split(",")) if args.guidance_interval else (0.0, 1.0)
 
     def scales(t: float) -> tuple[float, float]:

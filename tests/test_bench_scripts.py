@@ -20,3 +20,16 @@ def test_bench_stream_reports_its_fields():
     for key in ("rtf", "rtf_sequential", "first_chunk_s", "speedup_pipelined"):
         assert report[key] > 0, key
     assert report["recompiles_during_streams"] == 0
+
+
+def test_bench_lookahead_reports_both_streams():
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_lookahead.py"), "--chunks", "3", "--words", "300"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    whole, ahead = report["whole"], report["lookahead_20s"]
+    assert whole["e_txt_tokens_first_chunk"] == report["transcript_tokens"] > ahead["e_txt_tokens_first_chunk"] > 0
+    for row in (whole, ahead):
+        assert row["first_chunk_s"] > 0 and row["orchestrator_s"] > 0 and row["rtf"] > 0
+    assert report["speedup_orchestrator"] > 0

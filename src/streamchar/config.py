@@ -182,6 +182,12 @@ class StreamConfig:
     # L = E_txt starts L transcript tokens before the pointer's spoken endpoint (ours, for small LMs).
     # `tiny`: 8 phoneme tokens (~0.6 s of speech, a little more than the pointer's error); `paper`: None.
     text_lookback: int | None = 8
+    # How far ahead E_txt reads (streaming/record.py): the transcript tokens planned to start before the chunk's end
+    # plus this many seconds; None = all the rest of the transcript. Training clips speak <= 20 s (the paper's
+    # data too: "no videos/transcripts longer than 20 seconds"), so a 5-minute transcript read whole is text the
+    # LM never saw that far ahead, and its prefix grows with it every chunk (tiny: 0.55 s of a 0.77 s chunk at
+    # 4,200 tokens).
+    text_lookahead_seconds: float | None = 20.0
     sink: bool = True  # keep chunk 0 as the sink chunk (paper §4.2); False: the "w/o sink" ablation (§5.5)
     student_timesteps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])
     teacher_steps: int = 50
@@ -253,6 +259,12 @@ class StreamCharConfig(YamlConfig):
     def history_frames(self) -> int:
         """Audio latent frames of generated history the orchestrator keeps: exactly history_seconds (360)."""
         return round(self.stream.history_seconds * self.audio_latent_rate)
+
+    @property
+    def text_horizon_frames(self) -> int | None:
+        """E_txt's reach from a chunk's first audio latent: the chunk and `text_lookahead_seconds` after it."""
+        ahead = self.stream.text_lookahead_seconds
+        return None if ahead is None else self.audio_latent_frames + round(ahead * self.audio_latent_rate)
 
     @property
     def latent_size(self) -> tuple[int, int]:

@@ -180,3 +180,40 @@ def test_pointer_error_moves_the_text_start_in_training_only(model, dataset):
     assert moved and max(moved) >= 1
     with pytest.raises(Exception, match="pointer_error"):
         LatentChunks(dataset.folder, "train", **{**kw, "pointer_error": -1.0})
+
+
+def test_e_txt_reads_as_far_ahead_as_the_horizon():
+    """A 600-latent plan (25 s) with a 100-latent horizon: E_txt holds the spoken-from offset up to the tokens
+    planned to start within 100 latents of the chunk; the rest joins chunk by chunk; no horizon, no plan: all."""
+    g = torch.Generator().manual_seed(0)
+    N = 200
+    inputs = StreamInputs(reference=None, ref_audio=None, prompt_ids=[5, 6, 0], null_prompt_ids=[0],
+                          transcript=torch.randint(10, 99, (N,), generator=g), context=torch.randn(3, 16, generator=g),
+                          audio_channels=8, plan=torch.arange(N, dtype=torch.float32) * 3.0 + 0.5)
+    for frames, offset in ((0, 0), (33, 5), (330, 100), (594, 190)):
+        st = StreamState(frames=frames, text_offset=offset)
+        rec = chunk_record(inputs, st, text_horizon=100)
+        ids = rec.orchestrator.text_ids[0, 3:]  # after the prompt
+        end = min(N, int(np.ceil((frames + 100 - 0.5) / 3.0)))  # tokens starting before frames + 100
+        assert ids.tolist() == inputs.transcript[offset:end].tolist(), frames
+        assert rec.orchestrator.text_positions.shape[1] == end - offset
+        assert float(rec.orchestrator.text_positions[0, -1]) < 100
+        whole = chunk_record(inputs, st)
+        assert whole.orchestrator.text_ids.shape[1] == 3 + N - offset
+    # at least one token, even when the plan has it later than the horizon
+    late = dataclasses.replace(inputs, plan=inputs.plan + 1000.0)
+    assert chunk_record(late, StreamState(), text_horizon=100).orchestrator.text_ids.shape[1] == 3 + 1
+    unplanned = dataclasses.replace(inputs, plan=None)
+    assert chunk_record(unplanned, StreamState(), text_horizon=100).orchestrator.text_ids.shape[1] == 3 + N
+
+
+def test_a_long_stream_reads_its_transcript_chunk_by_chunk(model):
+    text = " ".join(["the quick brown fox jumps over the lazy dog"] * 40)  # ~2,000 tokens, minutes of speech
+    s = StreamSession(model, text=text, ref_image=np.zeros((64, 64, 3), np.uint8), max_seconds=100,
+                      stop_at_end=False)
+    horizon = model.cfg.text_horizon_frames
+    assert horizon == 33 + 20 * 24
+    s.step()
+    n = len(s.transcript)
+    read = int(s.last_record.orchestrator.text_len[0] - s.last_record.orchestrator.transcript_start[0])
+    assert read == int((s.inputs.plan < horizon).sum()) < n / 4

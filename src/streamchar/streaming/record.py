@@ -24,6 +24,10 @@ When spoken text leaves E_txt the paper does not say. Two rules (`stream.text_lo
            the end of the history. The `tiny` preset's choice: its 4-layer LM, trained for a few CPU-hours,
            did not learn the window rule's alignment (train/alignment.py has the measurement).
 
+How far ahead E_txt reads (`stream.text_lookahead_seconds`, `text_horizon`): the tokens the plan starts before
+the chunk's end plus 20 s, as far ahead as a training clip's text reaches; the rest of a long transcript joins
+E_txt chunk by chunk. Without a plan (or with None) E_txt reads to the transcript's end.
+
 Streaming (streaming/session.py) calls `chunk_record` and `advance` on what it generates. Training
 (train/latent_data.py) builds the state a stream of a clip's true latents has before chunk k with
 `clip_state` (by slicing, in O(1)) and calls the same `chunk_record`; a test streams a clip through the
@@ -171,17 +175,31 @@ class ChunkRecord:
                            move(self.has_motion), move(self.keep_audio_condition), move(self.text_offset))
 
 
+def text_end(inputs: StreamInputs, state: StreamState, offset: int, text_horizon: int | None) -> int:
+    """Where E_txt ends in the transcript: after the tokens the plan starts within `text_horizon` audio latents
+    of the chunk's first (at least one token after `offset`); the transcript's end without a horizon or plan."""
+    N = inputs.transcript.shape[0]
+    if text_horizon is None or inputs.plan is None:
+        return N
+    ahead = torch.cummax(inputs.plan[offset:].float(), 0).values  # a token never starts before the one it follows
+    limit = torch.tensor([float(state.frames + text_horizon)], device=ahead.device)
+    return offset + max(1, int(torch.searchsorted(ahead, limit)[0]))
+
+
 def chunk_record(inputs: StreamInputs, state: StreamState, *, drop_prompt: bool = False,
-                 drop_reference: bool = False, drop_audio_condition: bool = False) -> ChunkRecord:
+                 drop_reference: bool = False, drop_audio_condition: bool = False,
+                 text_horizon: int | None = None) -> ChunkRecord:
     """The inputs of the next chunk of a stream (one row). The drops are those of classifier-free guidance:
-    training draws them, the teacher sampler's unconditional pass sets all three."""
+    training draws them, the teacher sampler's unconditional pass sets all three. text_horizon: E_txt's reach in
+    audio latents from the chunk's start (`StreamCharConfig.text_horizon_frames`), None = the whole rest."""
     N = inputs.transcript.shape[0]
     if inputs.plan is not None and inputs.plan.shape[0] != N:
         raise ValueError(f"the timeline plan has {inputs.plan.shape[0]} tokens, the transcript {N}")
     offset = min(state.text_offset, N - 1)
+    end = text_end(inputs, state, offset, text_horizon)
     prompt = inputs.null_prompt_ids if drop_prompt else inputs.prompt_ids
     text = torch.cat([torch.tensor(prompt, dtype=torch.int64, device=inputs.transcript.device),
-                      inputs.transcript[offset:]])  # (L_txt,)
+                      inputs.transcript[offset:end]])  # (L_txt,)
     def latents(x):  # (T, C_a) or None -> (1, T, C_a), its length
         if x is None:
             return inputs.context.new_zeros(1, 0, inputs.audio_channels), 0
@@ -192,7 +210,7 @@ def chunk_record(inputs: StreamInputs, state: StreamState, *, drop_prompt: bool 
     orch = OrchestratorInputs(ref_audio=ref, ref_len=torch.tensor([ref_len]), text_ids=text[None],
                               text_len=torch.tensor([text.shape[0]]), transcript_start=torch.tensor([len(prompt)]),
                               history=hist, hist_len=torch.tensor([hist_len]),
-                              text_positions=None if inputs.plan is None else (inputs.plan[offset:] - state.frames)[None])
+                              text_positions=None if inputs.plan is None else (inputs.plan[offset:end] - state.frames)[None])
     context = torch.zeros_like(inputs.context) if drop_prompt else inputs.context
     reference = None
     if inputs.reference is not None:

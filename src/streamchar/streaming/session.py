@@ -253,11 +253,12 @@ class StreamSession:
         clock = StageClock(dev)
 
         # 0. The chunk's inputs; with guidance, a second row that drops what training drops together.
-        record = chunk_record(self.inputs, st)
+        horizon = cfg.text_horizon_frames  # E_txt reads as far ahead as training's clips did
+        record = chunk_record(self.inputs, st, text_horizon=horizon)
         rows = record
         if self.guidance is not None:
             rows = collate([record, chunk_record(self.inputs, st, drop_prompt=True, drop_reference=True,
-                                                 drop_audio_condition=True)])
+                                                 drop_audio_condition=True, text_horizon=horizon)])
         self.last_record = record
 
         # 1. Orchestrator prefix: [e_ref | prompt + remaining transcript | e_hist], once per chunk (the

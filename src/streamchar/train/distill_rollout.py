@@ -139,6 +139,7 @@ class RolloutTrainable(ScoreModels):
         s = model_cfg.stream
         self.timesteps = student_timesteps(s.student_timesteps, s.shift)
         self.history_frames, self.text_lookback = model_cfg.history_frames, s.text_lookback
+        self.text_horizon = model_cfg.text_horizon_frames  # E_txt's reach, as the stream's
         self.frames_v, self.frames_a = model_cfg.video_latent_frames, model_cfg.audio_latent_frames  # one chunk's
         self.K, self.window, self.grad_chunks, self.sink = chunks, window, grad_chunks, sink
         self.trace = None  # a list: each forward appends what it recorded (tests)
@@ -152,7 +153,8 @@ class RolloutTrainable(ScoreModels):
         for k in range(self.K):
             if k == self.K - self.window:
                 before_window = [_snapshot(st) for st in states]
-            rec = collate_records([chunk_record(inp, st) for inp, st in zip(inputs, states)])
+            rec = collate_records([chunk_record(inp, st, text_horizon=self.text_horizon)
+                                   for inp, st in zip(inputs, states)])
             with torch.set_grad_enabled(k >= self.K - self.grad_chunks and torch.is_grad_enabled()):
                 cache = self.student.conditions(rec)
                 x_v = randn_rows((B, C, self.frames_v, h, w), g, dev)
@@ -186,9 +188,9 @@ class RolloutTrainable(ScoreModels):
         spoken = [max(1, round(st.spoken)) for st in states]
         cut = [dataclasses.replace(inp, transcript=inp.transcript[:n], plan=inp.plan[:n])
                for inp, n in zip(inputs, spoken)]
-        rec = collate_records([chunk_record(inp, st) for inp, st in zip(cut, before)])
-        uncond = collate_records([chunk_record(inp, st, drop_prompt=True, drop_reference=True,
-                                               drop_audio_condition=True) for inp, st in zip(cut, before)])
+        rec = collate_records([chunk_record(inp, st, text_horizon=self.text_horizon) for inp, st in zip(cut, before)])
+        uncond = collate_records([chunk_record(inp, st, drop_prompt=True, drop_reference=True, drop_audio_condition=True,
+                                               text_horizon=self.text_horizon) for inp, st in zip(cut, before)])
         out = self.dmd_terms(rec, uncond, z_v, z_a, g, train_student=True)
         out["loss"] = out["loss_dmd"] + out["loss_fake"]
         out["exit_step"] = torch.tensor(float(exit_step))

@@ -61,13 +61,14 @@ class LatentChunks:
                  ref_audio_seconds: tuple[float, float] = (1.0, 15.0), audio_rate: float = 24.0,
                  train: bool = True, seed: int = 0, frame_tokens: FrameTokensFn | None = None,
                  text_lookback: tuple[int, int] | None = None, uncond_record: bool = False, sink: bool = True,
-                 pointer_error: float = 0.0):
+                 pointer_error: float = 0.0, text_horizon: int | None = None):
         """prompt: a clip's prompt (see PromptFn); null_prompt_ids: the orchestrator's ids for no prompt;
         frame_tokens: each sample then carries its chunk's frame-token targets (train/alignment.py);
         text_lookback: (lo, hi): E_txt starts L tokens before the spoken endpoint, L uniform in [lo, hi] per
         sample (streaming/record.py; the spread covers the pointer's error at inference); None: the window
         rule; pointer_error: std (tokens) of noise on the spoken endpoint a chunk's record is built from (the
-        pointer's error at inference; training only)."""
+        pointer's error at inference; training only); text_horizon: E_txt's reach in audio latents from the
+        chunk's start, as the stream's (`StreamCharConfig.text_horizon_frames`; None: to the clip's end)."""
         folder = Path(folder)
         index_file = folder / "index.json"
         if not index_file.is_file():
@@ -97,6 +98,7 @@ class LatentChunks:
         if not pointer_error >= 0:
             raise StreamCharError(f"pointer_error must be >= 0 tokens, got {pointer_error}")
         self.pointer_error = pointer_error if train else 0.0
+        self.text_horizon = text_horizon
 
         self.clips = []  # per clip: dict of tensors + key + pap_end + meta
         for name in index["shards"][split]:
@@ -175,11 +177,11 @@ class LatentChunks:
         state = clip_state(video, clip["audio_latents"], ends, k, history_frames=self.history_frames,
                            text_lookback=lookback, sink=self.sink, pointer_error=error)
         record = chunk_record(inputs, state, drop_prompt=drop[0], drop_reference=drop[1] and video is not None,
-                              drop_audio_condition=drop[2])
+                              drop_audio_condition=drop[2], text_horizon=self.text_horizon)
         extra = {}
         if self.uncond_record:  # what the teacher's unconditional pass reads: prompt, reference and c_a dropped
             extra["uncond_record"] = chunk_record(inputs, state, drop_prompt=True, drop_reference=video is not None,
-                                                  drop_audio_condition=True)
+                                                  drop_audio_condition=True, text_horizon=self.text_horizon)
         return {
             **extra, "key": clip["key"], "chunk": k, "record": record,
             "audio": clip["audio_latents"][k * A:(k + 1) * A],  # (33, C_a)

@@ -470,7 +470,7 @@ def build_datasets(cfg: PretrainConfig, pipe, split: str, train: bool) -> Latent
                         ref_audio_prob=cfg.ref_audio_prob, ref_audio_seconds=tuple(cfg.ref_audio_seconds),
                         audio_rate=mc.audio_latent_rate, train=train, seed=cfg.train.seed, frame_tokens=align,
                         text_lookback=lookback if train else (None if L is None else (L, L)), sink=mc.stream.sink,
-                        pointer_error=cfg.pointer_error)
+                        pointer_error=cfg.pointer_error, text_horizon=mc.text_horizon_frames)
 
 
 def build_trainable(cfg: PretrainConfig, pipe) -> StreamCharTrainable:
