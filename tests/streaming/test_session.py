@@ -149,6 +149,13 @@ def test_solver_follows_the_checkpoint_and_changes_the_stream(model):
 def test_estimated_chunks_follow_the_text_and_the_pointer(model):
     short = StreamSession(model, text="hello there", ref_image=IMG, max_seconds=600)
     assert short.estimated_chunks() <= 3  # two words, not 437 chunks of max_seconds
+    from streamchar.models.timeline import plan_end
+
+    planned = StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=600)  # before speaking: the plan's end
+    end = plan_end(planned.inputs.transcript, model.orchestrator.token_durations, planned.inputs.plan)
+    assert planned.estimated_chunks() == -(-end // 33) > 1
+    slow = StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=600, pace=2.0)
+    assert slow.estimated_chunks() >= 2 * planned.estimated_chunks() - 1
     s = StreamSession(model, text=TEXT, ref_image=IMG, max_seconds=600)
     with torch.no_grad():
         model.orchestrator.pap.offset.bias.fill_(2.0)  # the pointer: a couple of tokens per chunk

@@ -38,7 +38,6 @@ from streamchar.models.timeline import plan_end, reference_pace
 from streamchar.streaming.media import voiced_span
 from streamchar.streaming.record import StreamInputs, StreamState, advance, chunk_record, collate
 
-WORDS_PER_SECOND = 2.6  # a speaking pace, only for the first estimate of a stream's length
 PACE_RANGE = (0.4, 2.5)  # a plan's pace: beyond it a voice is not speaking the text it is said to
 
 
@@ -414,7 +413,7 @@ class StreamSession:
 
     def estimated_chunks(self) -> int:
         """How many chunks this stream will have: from the pointer's pace once it has spoken (tokens per chunk
-        so far), before that from the transcript at ~2.6 words/s; never more than `max_seconds` allows."""
+        so far), before that from where the plan ends; never more than `max_seconds` allows."""
         cap = math.ceil(self.max_seconds / self.cfg.chunk_seconds - 1e-9)
         if not self.stop_at_end:
             return cap
@@ -422,7 +421,9 @@ class StreamSession:
         if st.index and st.spoken > 0:
             guess = math.ceil(st.index * n / st.spoken)
         else:
-            guess = math.ceil(len(self.text.split()) / WORDS_PER_SECOND / self.cfg.chunk_seconds) + 1
+            durations = self.model.orchestrator.token_durations * self.pace
+            guess = max(1, math.ceil(plan_end(self.inputs.transcript, durations, self.inputs.plan)
+                                     / self.cfg.audio_latent_frames))
         return max(st.index, min(cap, guess))
 
     @property
