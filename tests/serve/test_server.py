@@ -69,7 +69,11 @@ def test_a_stream_over_websocket_decodes_to_its_duration(server):
 
 
 def test_text_and_interrupt_reach_the_transcript(server):
+    paced = start(server, max_seconds=2, pace=1.5)
+    assert paced["pace"] == 1.5  # the plan's pace, as asked
+    assert httpx.delete(f"{server}/v1/sessions/{paced['id']}").status_code in (200, 204)
     session = start(server, max_seconds=2)
+    assert session["pace"] == 1.0
     r = httpx.post(f"{server}/v1/sessions/{session['id']}/text", json={"text": "and one more thing"})
     assert r.status_code == 200 and r.json()["transcript"] == "hello there, how are you today and one more thing"
     r = httpx.post(f"{server}/v1/sessions/{session['id']}/interrupt", json={"text": "wait, stop"})

@@ -153,7 +153,8 @@ def create_app(model, options: ServeOptions | None = None) -> FastAPI:
             raise HTTPException(429, str(e)) from None
         return {"id": s.id, "mime": s.writer.mime,
                 "chunk_seconds": cfg.chunk_seconds, "stream": f"/v1/sessions/{s.id}/stream",
-                "transcript_tokens": len(s.stream.transcript), "max_seconds": s.stream.max_seconds}
+                "transcript_tokens": len(s.stream.transcript), "max_seconds": s.stream.max_seconds,
+                "pace": s.stream.pace}
 
     @app.post("/v1/sessions/{session_id}/text", dependencies=[Depends(authorized)])
     async def append_text(session_id: str, body: TextIn):
