@@ -10,12 +10,17 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_bench_stream_reports_its_fields():
+def run_bench(script: str, *args: str) -> dict:
+    """Run a benchmark script offline -> the JSON object it prints."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run([sys.executable, str(BENCH / "bench_stream.py"), "--chunks", "10", "--device", "cpu"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_bench_stream_reports_its_fields():
+    report = run_bench("bench_stream.py", "--chunks", "10", "--device", "cpu")
     assert report["chunks"] == 10 and report["mp4_bytes"] > 0
     for key in ("rtf", "rtf_sequential", "first_chunk_s", "speedup_pipelined"):
         assert report[key] > 0, key
@@ -23,11 +28,7 @@ def test_bench_stream_reports_its_fields():
 
 
 def test_bench_lookahead_reports_both_streams():
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run([sys.executable, str(BENCH / "bench_lookahead.py"), "--chunks", "3", "--words", "300"],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
+    report = run_bench("bench_lookahead.py", "--chunks", "3", "--words", "300")
     whole, ahead = report["whole"], report["lookahead_20s"]
     assert whole["e_txt_tokens_first_chunk"] == report["transcript_tokens"] > ahead["e_txt_tokens_first_chunk"] > 0
     for row in (whole, ahead):
